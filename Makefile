@@ -1,0 +1,37 @@
+# Two commands for users: `make book` and `make test`. Each one creates .venv
+# and installs the kit into it when missing (idempotent: a second run installs
+# nothing unless pyproject.toml changed).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU/CUDA build of torch is machine-specific: this pin is the one on the
+# course's CI image. Override with `make TORCH="torch torchvision" test`.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: book test notebooks install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Execute every notebook in the quick profile, then build the HTML book with
+# warnings as errors. A failing notebook stops the build; its executed copy in
+# _build/executed shows the traceback.
+book: $(STAMP)
+	$(BIN)/course notebooks run
+	$(BIN)/course book
+
+notebooks: $(STAMP)
+	$(BIN)/course notebooks run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf _build

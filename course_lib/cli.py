@@ -1,0 +1,185 @@
+"""The ``course`` command: data, training, plots, notebooks and the book.
+
+Run ``course --help`` or ``course SUBCOMMAND --help`` for the flags.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import PROFILES
+from .data.faces import DATASETS
+
+OPTIMIZERS = ("SGD", "Adam")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a pointer to ``--help`` in every usage error."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\nRun `{self.prog} --help` for the valid flags.\n")
+
+
+def _choice(kind: str, valid):
+    """An argparse type that names the valid choices when the value is not one."""
+    def check(value: str) -> str:
+        if value not in valid:
+            raise argparse.ArgumentTypeError(
+                f"unknown {kind} {value!r}; valid {kind}s: {', '.join(valid)}")
+        return value
+    check.__name__ = kind
+    return check
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="quick", type=_choice("profile", tuple(PROFILES)),
+                   help="quick: offline stand-in data on the CPU; full: the course's dataset")
+    p.add_argument("--data-home", default=None,
+                   help="data folder (default: $COURSE_DATA_HOME or ~/.cache/course-kit)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .models import MODELS
+
+    parser = _Parser(prog="course", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = sub.add_parser("data", help="prepare datasets")
+    data_sub = data.add_subparsers(dest="dataset", required=True, parser_class=_Parser)
+    faces = data_sub.add_parser("faces", help="draw the offline stand-in face datasets")
+    _add_common(faces)
+    faces.set_defaults(func=cmd_data_faces)
+
+    train = sub.add_parser("train", help="train a real/fake face detector (the course's train_main.py)")
+    train.add_argument("-d", "--dataset", default="fakes_dataset", type=_choice("dataset", DATASETS))
+    train.add_argument("-m", "--model", default="SimpleNet", type=_choice("model", tuple(MODELS)))
+    train.add_argument("-o", "--optimizer", default="SGD", type=_choice("optimizer", OPTIMIZERS))
+    train.add_argument("-lr", "--lr", type=float, default=1e-3, help="learning rate")
+    train.add_argument("-b", "--batch-size", type=int, default=32)
+    train.add_argument("-e", "--epochs", type=int, default=2)
+    train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    train.add_argument("--out", default="out", help="folder for the history JSON and checkpoint")
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    train.add_argument("--no-resume", action="store_true",
+                       help="start afresh even if a resumable run exists in --out")
+    _add_common(train)
+    train.set_defaults(func=cmd_train)
+
+    plot = sub.add_parser("plot", help="loss and accuracy curves from a history JSON")
+    plot.add_argument("-m", "--model", required=True, help="model name, for the title")
+    plot.add_argument("-j", "--json", required=True, help="history JSON written by `course train`")
+    plot.add_argument("-d", "--dataset", required=True, type=_choice("dataset", DATASETS))
+    plot.add_argument("--out", default="figures", help="folder for the PNG")
+    plot.set_defaults(func=cmd_plot)
+
+    notebooks = sub.add_parser("notebooks", help="execute the course notebooks headless")
+    nb_sub = notebooks.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    nb_run = nb_sub.add_parser("run", help="execute notebooks with papermill into _build/executed")
+    nb_run.add_argument("names", nargs="*", help="notebook name prefixes (default: all)")
+    nb_run.add_argument("--out", default=None, help="folder for executed copies")
+    nb_run.add_argument("--device", default=None, help="DEVICE parameter (default: the notebook's)")
+    _add_common(nb_run)
+    nb_run.set_defaults(func=cmd_notebooks_run)
+
+    book = sub.add_parser("book", help="build the HTML book from executed notebooks")
+    book.add_argument("--executed", default=None, help="folder of executed notebooks")
+    book.set_defaults(func=cmd_book)
+    return parser
+
+
+def cmd_data_faces(args) -> int:
+    from .data.faces import faces_root
+
+    print(faces_root(args.profile, args.data_home, seed=args.seed))
+    return 0
+
+
+def cmd_train(args) -> int:
+    import torch
+    from torch import nn
+
+    from .config import seed_everything
+    from .data import faces_root, load_dataset
+    from .models import get_model, get_nof_params
+    from .train import Trainer, output_name
+
+    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
+        raise ValueError("--epochs and --batch-size must be at least 1 and --lr positive")
+    seed_everything(args.seed)
+    root = faces_root(args.profile, args.data_home, seed=args.seed)
+    print(f"==> Preparing data: {args.dataset} from {root}")
+    splits = [load_dataset(root, args.dataset, part) for part in ("train", "val", "test")]
+    model = get_model(args.model)
+    print(f"==> Model {args.model}: {get_nof_params(model):,} trainable parameters")
+    if args.optimizer == "SGD":
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), args.batch_size, *splits,
+                      device=args.device, seed=args.seed)
+    name = output_name(args.dataset, args.model, args.optimizer)
+    history = trainer.run(args.epochs, output_dir=args.out, run_name=name, resume=not args.no_resume)
+    for epoch, (loss, acc, val_acc) in enumerate(
+            zip(history["train_loss"], history["train_acc"], history["val_acc"]), 1):
+        print(f"epoch {epoch}: train loss {loss:.4f}, train acc {acc:.1f}%, val acc {val_acc:.1f}%")
+    print(f"==> Wrote {Path(args.out) / (name + '.json')} and {Path(args.out) / (name + '.pt')}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .plots import plot_history
+    from .train import load_history
+
+    fig = plot_history(load_history(args.json), title=f"{args.dataset} {args.model}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{args.dataset}_{args.model}_curves.png"
+    fig.savefig(path, dpi=120)
+    print(f"==> Wrote {path}")
+    return 0
+
+
+def cmd_notebooks_run(args) -> int:
+    from .runner import EXECUTED_DIR, run_notebooks, select_notebooks
+
+    parameters = {}
+    if args.profile != "quick":
+        parameters["PROFILE"] = args.profile
+    if args.seed != 0:
+        parameters["SEED"] = args.seed
+    if args.device:
+        parameters["DEVICE"] = args.device
+    runs = run_notebooks(select_notebooks(args.names), args.out or EXECUTED_DIR, parameters,
+                         data_home=args.data_home)
+    failed = [r.name for r in runs if not r.ok]
+    if failed:
+        print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}; their executed copies "
+              "show the error", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_book(args) -> int:
+    from .book import build_book
+    from .runner import EXECUTED_DIR
+
+    print(f"==> Book written to {build_book(args.executed or EXECUTED_DIR)}/index.html")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as err:
+        print(f"course {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The course's face datasets: real vs face-swapped or GAN-made faces.
+
+Layout of one dataset (the course's, and the stand-in's)::
+
+    <dataset>/{train,val,test}/{real,fake}/*.png     256x256 RGB
+
+``FacesDataset`` reads one split. Real images come first with label 0, then
+fake images with label 1.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision import transforms
+
+DATASETS = ("fakes_dataset", "synthetic_dataset")
+SPLITS = ("train", "val", "test")
+CLASSES = ("real", "fake")  # index = label
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+# The course's normalisation constants (per-channel mean and std).
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2023, 0.1994, 0.2010)
+
+TRANSFORM_TRAIN = transforms.Compose([
+    transforms.RandomCrop(256, padding=4),
+    transforms.RandomHorizontalFlip(),
+    transforms.ToTensor(),
+    transforms.Normalize(MEAN, STD),
+])
+TRANSFORM_TEST = transforms.Compose([
+    transforms.ToTensor(),
+    transforms.Normalize(MEAN, STD),
+])
+
+_LAYOUT = "expected layout: <split>/real/*.png and <split>/fake/*.png (256x256 RGB images)"
+
+
+class FacesDataset(Dataset):
+    """One split of a face dataset: ``root_path/real/*`` then ``root_path/fake/*``.
+
+    Args:
+        root_path: a split folder, e.g. ``.../fakes_dataset/train``.
+        transform: applied to each PIL image (e.g. ``TRANSFORM_TRAIN``).
+        image_size: expected (width, height), or None to accept any size.
+
+    ``dataset[i]`` is ``(image, label)``: the transformed image (a PIL RGB
+    image when ``transform`` is None) and 0 for real, 1 for fake.
+    """
+
+    def __init__(self, root_path, transform=None, image_size: tuple[int, int] | None = (256, 256)):
+        self.root_path = Path(root_path)
+        self.transform = transform
+        self.image_size = image_size
+        if not self.root_path.is_dir():
+            raise FileNotFoundError(f"dataset folder {self.root_path} does not exist; {_LAYOUT}")
+        self.real_image_names = self._list_images("real")
+        self.fake_image_names = self._list_images("fake")
+
+    def _list_images(self, label: str) -> list[str]:
+        folder = self.root_path / label
+        if not folder.is_dir():
+            raise FileNotFoundError(f"missing class folder {folder}; {_LAYOUT}")
+        names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+        if not names:
+            raise FileNotFoundError(
+                f"class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}); {_LAYOUT}")
+        return names
+
+    def __len__(self) -> int:
+        return len(self.real_image_names) + len(self.fake_image_names)
+
+    def path_and_label(self, index: int) -> tuple[Path, int]:
+        """Where image ``index`` lives and its label (0 real, 1 fake)."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
+        index %= len(self)
+        n_real = len(self.real_image_names)
+        if index < n_real:
+            return self.root_path / "real" / self.real_image_names[index], 0
+        return self.root_path / "fake" / self.fake_image_names[index - n_real], 1
+
+    def __getitem__(self, index: int):
+        path, label = self.path_and_label(index)
+        try:
+            with Image.open(path) as im:
+                im.load()
+                image = im
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"cannot read image {path}: {err}. Replace or delete the file.") from err
+        if image.mode != "RGB":
+            raise ValueError(
+                f"image {path} has mode {image.mode!r}, expected 'RGB'; convert it with "
+                f"PIL.Image.open(p).convert('RGB').save(p)")
+        if self.image_size is not None and image.size != tuple(self.image_size):
+            raise ValueError(
+                f"image {path} is {image.size[0]}x{image.size[1]}, expected "
+                f"{self.image_size[0]}x{self.image_size[1]}; resize it, or pass image_size=None")
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label
+
+    def labels(self) -> list[int]:
+        """All labels in dataset order, without reading any image."""
+        return [0] * len(self.real_image_names) + [1] * len(self.fake_image_names)
+
+
+def check_name(kind: str, name: str, valid) -> None:
+    """Raise a ValueError listing the valid choices when ``name`` is not one."""
+    if name not in valid:
+        raise ValueError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid)}")
+
+
+def load_dataset(faces_root, dataset_name: str, dataset_part: str) -> FacesDataset:
+    """One split with the course's transform (random crop and flip for ``train``).
+
+    Args:
+        faces_root: folder holding ``fakes_dataset/`` and ``synthetic_dataset/``
+            (see ``faces_root()``).
+        dataset_name: "fakes_dataset" or "synthetic_dataset".
+        dataset_part: "train", "val" or "test".
+    """
+    check_name("dataset", dataset_name, DATASETS)
+    check_name("split", dataset_part, SPLITS)
+    transform = TRANSFORM_TRAIN if dataset_part == "train" else TRANSFORM_TEST
+    return FacesDataset(Path(faces_root) / dataset_name / dataset_part, transform=transform)
+
+
+COURSE_FOLDER_NAME = "Assignment4_datasets"
+
+
+def faces_root(profile: str = "quick", data_home=None, seed: int = 0, progress: bool | None = None) -> Path:
+    """The folder holding both face datasets for a profile.
+
+    ``quick`` draws the offline stand-in (cached under DATA_HOME).
+    ``full`` reads the course's dataset from ``DATA_HOME/Assignment4_datasets``
+    and raises a FileNotFoundError saying how to get it when it is missing.
+    """
+    from ..config import data_home as resolve_home, get_profile
+    from .synth_faces import generate_faces_dataset
+
+    prof = get_profile(profile)
+    home = resolve_home(data_home)
+    if prof.faces_source == "stand-in":
+        return generate_faces_dataset(home / "faces_standin", prof.faces_sizes, seed=seed, progress=progress)
+    root = home / COURSE_FOLDER_NAME
+    missing = [str(root / d) for d in DATASETS if not (root / d).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"the full profile reads the course's face datasets, but {', '.join(missing)} "
+            f"is missing. Copy the course's {COURSE_FOLDER_NAME} folder (with fakes_dataset/ and "
+            f"synthetic_dataset/, each {{train,val,test}}/{{real,fake}}/*.png) to {root}, or run "
+            f"the quick profile, which draws an offline stand-in.")
+    return root

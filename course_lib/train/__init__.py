@@ -1,0 +1,4 @@
+"""Training: the course's Trainer and the names of its output files."""
+from .trainer import HISTORY_KEYS, Trainer, load_history, output_name
+
+__all__ = ["HISTORY_KEYS", "Trainer", "load_history", "output_name"]
