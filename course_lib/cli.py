@@ -10,8 +10,8 @@ from pathlib import Path
 
 from .config import PROFILES
 from .data.faces import DATASETS
+from .train.optimizers import OPTIMIZERS
 
-OPTIMIZERS = ("SGD", "Adam")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="dataset", required=True, parser_class=_Parser)
     faces = data_sub.add_parser("faces", help="draw the offline stand-in face datasets")
     _add_common(faces)
-    faces.set_defaults(func=cmd_data_faces)
+    faces.set_defaults(leaf_parser=faces, func=cmd_data_faces)
 
     train = sub.add_parser("train", help="train a real/fake face detector (the course's train_main.py)")
     train.add_argument("-d", "--dataset", default="fakes_dataset", type=_choice("dataset", DATASETS))
@@ -66,14 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-resume", action="store_true",
                        help="start afresh even if a resumable run exists in --out")
     _add_common(train)
-    train.set_defaults(func=cmd_train)
+    train.set_defaults(leaf_parser=train, func=cmd_train)
 
     plot = sub.add_parser("plot", help="loss and accuracy curves from a history JSON")
     plot.add_argument("-m", "--model", required=True, help="model name, for the title")
     plot.add_argument("-j", "--json", required=True, help="history JSON written by `course train`")
     plot.add_argument("-d", "--dataset", required=True, type=_choice("dataset", DATASETS))
     plot.add_argument("--out", default="figures", help="folder for the PNG")
-    plot.set_defaults(func=cmd_plot)
+    plot.set_defaults(leaf_parser=plot, func=cmd_plot)
 
     notebooks = sub.add_parser("notebooks", help="execute the course notebooks headless")
     nb_sub = notebooks.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -82,11 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     nb_run.add_argument("--out", default=None, help="folder for executed copies")
     nb_run.add_argument("--device", default=None, help="DEVICE parameter (default: the notebook's)")
     _add_common(nb_run)
-    nb_run.set_defaults(func=cmd_notebooks_run)
+    nb_run.set_defaults(leaf_parser=nb_run, func=cmd_notebooks_run)
 
     book = sub.add_parser("book", help="build the HTML book from executed notebooks")
     book.add_argument("--executed", default=None, help="folder of executed notebooks")
-    book.set_defaults(func=cmd_book)
+    book.set_defaults(leaf_parser=book, func=cmd_book)
     return parser
 
 
@@ -98,13 +98,12 @@ def cmd_data_faces(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import torch
     from torch import nn
 
     from .config import seed_everything
     from .data import faces_root, load_dataset
     from .models import get_model, get_nof_params
-    from .train import Trainer, output_name
+    from .train import Trainer, make_optimizer, output_name
 
     if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
         raise ValueError("--epochs and --batch-size must be at least 1 and --lr positive")
@@ -114,10 +113,7 @@ def cmd_train(args) -> int:
     splits = [load_dataset(root, args.dataset, part) for part in ("train", "val", "test")]
     model = get_model(args.model)
     print(f"==> Model {args.model}: {get_nof_params(model):,} trainable parameters")
-    if args.optimizer == "SGD":
-        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum)
     trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), args.batch_size, *splits,
                       device=args.device, seed=args.seed)
     name = output_name(args.dataset, args.model, args.optimizer)
@@ -173,7 +169,10 @@ def cmd_book(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        # Report an unknown flag against the subcommand, whose --help lists the valid ones.
+        args.leaf_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as err:

@@ -1,0 +1,65 @@
+"""Shared fixtures: small datasets made on the fly, and one quick-profile data home."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_images(folder: Path, n: int, colour: int, size=(256, 256), mode="RGB") -> None:
+    """Write ``n`` flat PNG images of one grey level into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+        Image.fromarray(np.full(shape, colour, np.uint8), mode).save(folder / f"{i:03d}.png")
+
+
+@pytest.fixture
+def small_split(tmp_path) -> Path:
+    """A split folder with 3 dark real images and 2 bright fake images."""
+    split = tmp_path / "fakes_dataset" / "train"
+    write_images(split / "real", 3, colour=20)
+    write_images(split / "fake", 2, colour=230)
+    return split
+
+
+@pytest.fixture(scope="session")
+def quick_data_home(tmp_path_factory) -> Path:
+    """One DATA_HOME for the whole session, holding the quick-profile stand-in.
+
+    The notebooks, the CLI tests and the book build all use it, so the faces
+    are drawn once per test run.
+    """
+    from course_lib.data import faces_root
+
+    home = tmp_path_factory.mktemp("data_home")
+    faces_root("quick", home, seed=0, progress=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def _scratch_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("scratch_home")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch, _scratch_home):
+    """No progress bars, and never the user's real data folder."""
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    monkeypatch.setenv("COURSE_DATA_HOME", str(_scratch_home))
+
+
+@pytest.fixture(scope="session")
+def executed_notebooks(quick_data_home):
+    """Execute every notebook once (quick profile) into _build/executed.
+
+    The notebook tests and the book build share this one run.
+    """
+    from course_lib.runner import EXECUTED_DIR, list_notebooks, run_notebooks
+
+    runs = run_notebooks(list_notebooks(REPO / "notebooks"), EXECUTED_DIR, data_home=quick_data_home)
+    return {run.name: run for run in runs}

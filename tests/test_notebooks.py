@@ -1,0 +1,42 @@
+"""Every notebook runs headless in the quick profile; deterministic cells reproduce (nbval)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from course_lib.runner import list_notebooks
+
+from .conftest import REPO
+
+NOTEBOOKS = list_notebooks(REPO / "notebooks")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_headless(executed_notebooks, path):
+    run = executed_notebooks[path.stem]
+    assert run.ok, f"{path.name} failed: {run.error}; see {run.output}"
+    nb = nbformat.read(run.output, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "a lesson shows its figures"
+    assert not [o for o in outputs if o.output_type == "stream" and "Traceback" in o.text]
+
+
+@pytest.mark.slow
+def test_deterministic_cells_reproduce_with_nbval(executed_notebooks, quick_data_home):
+    """Re-run each executed notebook with nbval: cells marked NBVAL_CHECK_OUTPUT must match."""
+    executed = [run.output for run in executed_notebooks.values()]
+    env = dict(os.environ, COURSE_DATA_HOME=str(quick_data_home), COURSE_PROGRESS="0")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
+         "--rootdir", str(REPO / "_build"), *executed],
+        env=env, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    for path in executed:
+        cells = nbformat.read(path, as_version=4).cells
+        assert any("NBVAL_CHECK_OUTPUT" in c.source for c in cells), f"{path}: check a deterministic cell"

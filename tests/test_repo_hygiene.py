@@ -1,0 +1,68 @@
+"""The repository itself: layout, stored notebooks, parameters cells, dependency lists."""
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+
+import nbformat
+import pytest
+import yaml
+
+from course_lib.runner import REQUIRED_PARAMETERS, list_notebooks
+
+from .conftest import REPO
+
+NOTEBOOKS = list_notebooks(REPO / "notebooks")
+
+
+def test_layout_of_the_design():
+    for name in ["_config.yml", "_toc.yml", "book", "notebooks", "course_lib", "assignments", "tests",
+                 "benchmarks", "environment.yml", "pyproject.toml", "Makefile", "README.md", ".ci/run"]:
+        assert (REPO / name).exists(), name
+
+
+def test_readme_quickstart_has_the_two_commands():
+    readme = (REPO / "README.md").read_text()
+    assert "make book" in readme and "make test" in readme
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_starts_with_a_parameters_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    assert "parameters" in first_code.metadata.get("tags", []), f"{path.name}: tag the first code cell"
+    assigned = {t.id: ast.literal_eval(node.value) for node in ast.parse(first_code.source).body
+                if isinstance(node, ast.Assign) for t in node.targets}
+    assert tuple(assigned) == REQUIRED_PARAMETERS
+    assert assigned == {"PROFILE": "quick", "SEED": 0, "DATA_HOME": None, "DEVICE": "auto"}
+
+
+def test_every_notebook_is_in_the_table_of_contents():
+    toc = (REPO / "_toc.yml").read_text()
+    listed = set(re.findall(r"file:\s*notebooks/(\S+)", toc))
+    assert listed == {p.stem for p in NOTEBOOKS}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[]", requirement, maxsplit=1)[0].lower()
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    listed = {r for r in pip_section if not r.startswith("-e")}
+    assert listed == wanted, f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
+    assert {"torch", "cleverhans", "grad-cam", "timm", "jupyter-book", "papermill", "nbval"} <= {
+        _name(r) for r in wanted}
