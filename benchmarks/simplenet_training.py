@@ -1,0 +1,67 @@
+"""SimpleNet training throughput on 256x256 inputs: plain vs fused optimizers.
+
+Prints images/s (median of timed steps after warm-up) for each batch size and
+optimizer implementation, and writes benchmarks/results/simplenet_training.json.
+
+Usage: .venv/bin/python benchmarks/simplenet_training.py [--device cpu] [--steps 7]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import report  # noqa: E402
+
+from course_lib.config import get_device  # noqa: E402
+from course_lib.models import SimpleNet  # noqa: E402
+
+
+def images_per_second(device, batch: int, optimizer: str, fused: bool, steps: int) -> float:
+    torch.manual_seed(0)
+    model = SimpleNet().to(device)
+    cls = torch.optim.Adam if optimizer == "Adam" else torch.optim.SGD
+    kwargs = {"momentum": 0.9} if optimizer == "SGD" else {}
+    opt = cls(model.parameters(), lr=1e-4, fused=fused, **kwargs)
+    x = torch.randn(batch, 3, 256, 256, device=device)
+    y = torch.randint(0, 2, (batch,), device=device)
+    times = []
+    for step in range(steps + 2):  # two warm-up steps
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= 2:
+            times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=7)
+    parser.add_argument("--batches", type=int, nargs="+", default=[8, 32])
+    args = parser.parse_args()
+    device = get_device(args.device)
+    rows = []
+    for batch in args.batches:
+        for optimizer in ("Adam", "SGD"):
+            plain = images_per_second(device, batch, optimizer, False, args.steps)
+            fused = images_per_second(device, batch, optimizer, True, args.steps)
+            rows.append({"device": device.type, "batch": batch, "optimizer": optimizer,
+                         "plain_img_s": plain, "fused_img_s": fused, "speedup": fused / plain})
+    report("simplenet_training", rows)
+
+
+if __name__ == "__main__":
+    main()
