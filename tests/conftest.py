@@ -63,3 +63,13 @@ def executed_notebooks(quick_data_home):
 
     runs = run_notebooks(list_notebooks(REPO / "notebooks"), EXECUTED_DIR, data_home=quick_data_home)
     return {run.name: run for run in runs}
+
+
+@pytest.fixture(scope="session")
+def built_book(executed_notebooks) -> Path:
+    """The HTML book, built once from the session's executed notebooks."""
+    from course_lib.book import build_book
+    from course_lib.runner import EXECUTED_DIR
+
+    assert all(run.ok for run in executed_notebooks.values()), "a notebook failed; see _build/executed"
+    return build_book(EXECUTED_DIR)
