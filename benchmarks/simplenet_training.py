@@ -3,7 +3,7 @@
 Prints images/s (median of timed steps after warm-up) for each batch size and
 optimizer implementation, and writes benchmarks/results/simplenet_training.json.
 
-Usage: .venv/bin/python benchmarks/simplenet_training.py [--device cpu] [--steps 7]
+Usage: .venv/bin/python benchmarks/simplenet_training.py [--device cpu] [--steps 15]
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def images_per_second(device, batch: int, optimizer: str, fused: bool, steps: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--steps", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 32])
     args = parser.parse_args()
     device = get_device(args.device)
