@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     train.add_argument("--out", default="out", help="folder for the history JSON and checkpoint")
     train.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    train.add_argument("--weights", default=None,
+                       help="XceptionBased: local file with the ImageNet weights of the backbone")
+    train.add_argument("--allow-random-init", action="store_true",
+                       help="XceptionBased: train from a random initialisation if the weights are missing")
     train.add_argument("--no-resume", action="store_true",
                        help="start afresh even if a resumable run exists in --out")
     _add_common(train)
@@ -111,7 +115,9 @@ def cmd_train(args) -> int:
     root = faces_root(args.profile, args.data_home, seed=args.seed)
     print(f"==> Preparing data: {args.dataset} from {root}")
     splits = [load_dataset(root, args.dataset, part) for part in ("train", "val", "test")]
-    model = get_model(args.model)
+    options = ({"weights_path": args.weights, "allow_random_init": args.allow_random_init}
+               if args.model == "XceptionBased" else {})
+    model = get_model(args.model, **options)
     print(f"==> Model {args.model}: {get_nof_params(model):,} trainable parameters")
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum)
     trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), args.batch_size, *splits,

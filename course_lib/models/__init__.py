@@ -6,18 +6,23 @@ from typing import Callable
 from torch import nn
 
 from .simplenet import SimpleNet
+from .xception import get_xception_based_model
 
 # name -> builder; later chapters add their models here.
 MODELS: dict[str, Callable[[], nn.Module]] = {
     "SimpleNet": SimpleNet,
+    "XceptionBased": get_xception_based_model,
 }
 
 
-def get_model(name: str) -> nn.Module:
-    """Build a fresh model by its course name (see ``MODELS``)."""
+def get_model(name: str, **options) -> nn.Module:
+    """Build a fresh model by its course name (see ``MODELS``).
+
+    ``options`` go to the builder, e.g. ``weights_path`` for XceptionBased.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
-    return MODELS[name]()
+    return MODELS[name](**options)
 
 
 def get_nof_params(model: nn.Module) -> int:
@@ -25,4 +30,4 @@ def get_nof_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["MODELS", "SimpleNet", "get_model", "get_nof_params"]
+__all__ = ["MODELS", "SimpleNet", "get_model", "get_nof_params", "get_xception_based_model"]
