@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,6 @@ class Profile:
     faces_epochs: dict  # dataset name -> SimpleNet epochs in the trainer chapter
     faces_batch_size: int
     faces_lr: float
-    extra: dict = field(default_factory=dict)
 
 
 PROFILES: dict[str, Profile] = {
