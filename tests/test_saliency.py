@@ -85,3 +85,19 @@ def test_grad_cam_uses_one_target_per_image():
     with pytest.raises(IndexError):
         grad_cam(model, x[:1], [5], model.conv3)  # not swallowed
     assert not model.conv3._forward_hooks
+
+
+def test_grad_cam_visualization_of_a_test_image(small_split):
+    from course_lib.data import TRANSFORM_TEST, FacesDataset
+    from course_lib.saliency import get_grad_cam_visualization
+
+    dataset = FacesDataset(small_split, transform=TRANSFORM_TEST)
+    model = _model_with_grads(True)
+    before = _snapshot(model)
+    visualization, label = get_grad_cam_visualization(dataset, model, index=4)
+    assert visualization.shape == (256, 256, 3) and visualization.dtype == np.uint8 and label == 1
+    _assert_unchanged(model, before)
+    again, _ = get_grad_cam_visualization(dataset, model, seed=3)
+    assert np.array_equal(again, get_grad_cam_visualization(dataset, model, seed=3)[0])
+    with pytest.raises(ValueError, match="no conv3; pass target_layer"):
+        get_grad_cam_visualization(dataset, nn.Sequential(nn.Flatten(), nn.LazyLinear(2)), index=0)

@@ -43,3 +43,35 @@ def grad_cam(model: nn.Module, samples: torch.Tensor, targets, target_layer: nn.
         finally:  # not `with cam:`, whose __exit__ hides IndexError
             cam.activations_and_grads.release()
     return maps.astype(np.float32)
+
+
+def get_grad_cam_visualization(test_dataset, model: nn.Module, index: int | None = None,
+                               target_layer: nn.Module | None = None, seed: int = 0):
+    """Grad-CAM of one test image for its true label, overlaid on the image.
+
+    Args:
+        test_dataset: yields (normalised (3, H, W) tensor, label), e.g. a
+            ``FacesDataset`` with the course's test transform.
+        model: the detector; ``model.conv3`` is explained unless
+            ``target_layer`` says otherwise.
+        index: which image; None draws one at random with ``seed``.
+
+    Returns:
+        (visualization, true_label): an (H, W, 3) uint8 RGB overlay made by
+        pytorch-grad-cam's ``show_cam_on_image``, and the image's label.
+    """
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    from ..data.faces import MEAN, STD
+
+    if index is None:
+        index = int(torch.randint(len(test_dataset), (1,), generator=torch.Generator().manual_seed(seed)))
+    image, true_label = test_dataset[index]
+    layer = target_layer if target_layer is not None else getattr(model, "conv3", None)
+    if layer is None:
+        raise ValueError(f"{type(model).__name__} has no conv3; pass target_layer=<a conv layer>")
+    device = next(model.parameters()).device
+    cam = grad_cam(model, image[None].to(device), [int(true_label)], layer)[0]
+    rgb = (image.cpu() * torch.tensor(STD)[:, None, None] + torch.tensor(MEAN)[:, None, None]).clamp(0, 1)
+    visualization = show_cam_on_image(rgb.permute(1, 2, 0).numpy().astype(np.float32), cam, use_rgb=True)
+    return visualization, int(true_label)
