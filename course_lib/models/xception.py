@@ -49,14 +49,14 @@ def get_xception_based_model(pretrained: bool = True, weights_path: str | os.Pat
         try:
             model = timm.create_model(BACKBONE, pretrained=True)
         except OSError as err:  # no network and nothing in the cache (URLError is an OSError)
-            cache = Path(torch.hub.get_dir()) / "checkpoints"
-            url = timm.create_model(BACKBONE, pretrained=False).pretrained_cfg.get("url", "timm's model hub")
+            model = timm.create_model(BACKBONE, pretrained=False)
             if not allow_random_init:
+                cache = Path(torch.hub.get_dir()) / "checkpoints"
+                url = model.pretrained_cfg.get("url", "timm's model hub")
                 raise FileNotFoundError(f"cannot load Xception's ImageNet weights ({err}); "
                                         + _weights_help(cache, url)) from err
             print(f"warning: Xception's ImageNet weights are unavailable ({err}); "
                   "using a random initialisation as allowed by allow_random_init=True")
-            model = timm.create_model(BACKBONE, pretrained=False)
     else:
         model = timm.create_model(BACKBONE, pretrained=False)
     model.fc = _head()

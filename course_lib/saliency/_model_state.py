@@ -32,7 +32,7 @@ def frozen_eval(model: nn.Module):
         model.train(was_training)
 
 
-def check_batch(samples: torch.Tensor, labels, n_classes_hint: str = "") -> torch.Tensor:
+def check_batch(samples: torch.Tensor, labels) -> torch.Tensor:
     """Validate a (B, C, H, W) batch and its (B,) integer labels; return labels as a tensor."""
     if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
         shape = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
@@ -41,7 +41,7 @@ def check_batch(samples: torch.Tensor, labels, n_classes_hint: str = "") -> torc
     labels = torch.as_tensor(labels)
     if labels.ndim != 1 or len(labels) != len(samples):
         raise ValueError(f"need one label per sample: {len(samples)} samples, labels of shape "
-                         f"{tuple(labels.shape)}{n_classes_hint}")
+                         f"{tuple(labels.shape)}")
     if labels.dtype.is_floating_point:
         raise ValueError("labels must be integers (class indices)")
     return labels
