@@ -1,7 +1,8 @@
-"""SimpleNet training throughput on 256x256 inputs: plain vs fused optimizers.
+"""SimpleNet training throughput on 256x256 inputs: plain vs fused optimizers, and channels_last.
 
 Prints images/s (median of timed steps after warm-up) for each batch size and
-optimizer implementation, and writes benchmarks/results/simplenet_training.json.
+optimizer implementation, then with the fused optimizer in the channels_last
+memory layout that the Trainer uses, and writes benchmarks/results/simplenet_training.json.
 
 Usage: .venv/bin/python benchmarks/simplenet_training.py [--device cpu] [--steps 15]
 """
@@ -23,13 +24,15 @@ from course_lib.config import get_device  # noqa: E402
 from course_lib.models import SimpleNet  # noqa: E402
 
 
-def images_per_second(device, batch: int, optimizer: str, fused: bool, steps: int) -> float:
+def images_per_second(device, batch: int, optimizer: str, fused: bool, steps: int,
+                      channels_last: bool = False) -> float:
     torch.manual_seed(0)
-    model = SimpleNet().to(device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = SimpleNet().to(device, memory_format=layout)
     cls = torch.optim.Adam if optimizer == "Adam" else torch.optim.SGD
     kwargs = {"momentum": 0.9} if optimizer == "SGD" else {}
     opt = cls(model.parameters(), lr=1e-4, fused=fused, **kwargs)
-    x = torch.randn(batch, 3, 256, 256, device=device)
+    x = torch.randn(batch, 3, 256, 256, device=device).contiguous(memory_format=layout)
     y = torch.randint(0, 2, (batch,), device=device)
     times = []
     for step in range(steps + 2):  # two warm-up steps
@@ -58,8 +61,10 @@ def main() -> None:
         for optimizer in ("Adam", "SGD"):
             plain = images_per_second(device, batch, optimizer, False, args.steps)
             fused = images_per_second(device, batch, optimizer, True, args.steps)
+            last = images_per_second(device, batch, optimizer, True, args.steps, channels_last=True)
             rows.append({"device": device.type, "batch": batch, "optimizer": optimizer,
-                         "plain_img_s": plain, "fused_img_s": fused, "speedup": fused / plain})
+                         "plain_img_s": plain, "fused_img_s": fused,
+                         "fused_channels_last_img_s": last, "speedup": last / plain})
     report("simplenet_training", rows)
 
 

@@ -1,10 +1,11 @@
-"""The ``course`` command: data, training, plots, notebooks and the book.
+"""The ``course`` command: data, training, plots, saliency figures, notebooks and the book.
 
 Run ``course --help`` or ``course SUBCOMMAND --help`` for the flags.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -79,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", default="figures", help="folder for the PNG")
     plot.set_defaults(leaf_parser=plot, func=cmd_plot)
 
+    for name, helptext, func in (
+            ("saliency", "gradient saliency maps of a trained detector (the course's saliency_map.py)",
+             cmd_saliency),
+            ("gradcam", "Grad-CAM of a trained detector (the course's grad_cam_analysis.py)", cmd_gradcam)):
+        explain = sub.add_parser(name, help=helptext)
+        explain.add_argument("-m", "--model", required=True, type=_choice("model", tuple(MODELS)))
+        explain.add_argument("-cpp", "--checkpoint-path", required=True,
+                             help="checkpoint written by `course train` (<out>/<dataset>_<model>_<optimizer>.pt)")
+        explain.add_argument("-d", "--dataset", required=True, type=_choice("dataset", DATASETS))
+        explain.add_argument("--crop", type=int, default=None,
+                             help="centre-crop test images to this side (as the model was trained); default: whole image")
+        explain.add_argument("--out", default="figures", help="folder for the PNGs")
+        explain.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+        _add_common(explain)
+        explain.set_defaults(leaf_parser=explain, func=func)
+
     notebooks = sub.add_parser("notebooks", help="execute the course notebooks headless")
     nb_sub = notebooks.add_subparsers(dest="action", required=True, parser_class=_Parser)
     nb_run = nb_sub.add_parser("run", help="execute notebooks with papermill into _build/executed")
@@ -144,6 +161,54 @@ def cmd_plot(args) -> int:
     path = out / f"{args.dataset}_{args.model}_curves.png"
     fig.savefig(path, dpi=120)
     print(f"==> Wrote {path}")
+    return 0
+
+
+def _explained_test_set(args):
+    """(model, test split, output folder) for ``course saliency`` and ``course gradcam``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .config import get_device
+    from .data import faces_root, load_dataset
+    from .models import load_detector
+
+    model = load_detector(args.model, args.checkpoint_path, get_device(args.device))
+    root = faces_root(args.profile, args.data_home, seed=args.seed)
+    test = load_dataset(root, args.dataset, "test", crop_size=args.crop)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return model, test, out
+
+
+def _save(fig, path: Path) -> None:
+    from .io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+    print(f"==> Wrote {path}")
+
+
+def cmd_saliency(args) -> int:
+    from .saliency.figures import mean_saliency_maps, plot_mean_saliency, saliency_grid
+
+    model, test, out = _explained_test_set(args)
+    stem = f"{args.dataset}_{args.model}"
+    _save(saliency_grid(test, model, n=36, seed=args.seed, title=f"{args.model} on {args.dataset}"),
+          out / f"{stem}_saliency_grid.png")
+    _save(plot_mean_saliency(mean_saliency_maps(test, model), title=f"{args.model} on {args.dataset}"),
+          out / f"{stem}_mean_saliency.png")
+    return 0
+
+
+def cmd_gradcam(args) -> int:
+    from .saliency.figures import grad_cam_grid
+
+    model, test, out = _explained_test_set(args)
+    fig = grad_cam_grid(test, model, per_class=3, seed=args.seed,
+                        title=f"Grad-CAM ({args.model}.conv3, true label): {args.model} on {args.dataset}")
+    _save(fig, out / f"{args.dataset}_{args.model}_grad_cam.png")
     return 0
 
 

@@ -25,6 +25,18 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 
+
+
+def denormalize(image):
+    """Undo the course's normalisation: (3, H, W) tensor -> (H, W, 3) float32 array in [0, 1]."""
+    import numpy as np
+    import torch
+
+    mean = torch.tensor(MEAN, device=image.device)[:, None, None]
+    std = torch.tensor(STD, device=image.device)[:, None, None]
+    return (image.detach() * std + mean).clamp(0, 1).permute(1, 2, 0).cpu().numpy().astype(np.float32)
+
+
 TRANSFORM_TRAIN = transforms.Compose([
     transforms.RandomCrop(256, padding=4),
     transforms.RandomHorizontalFlip(),
@@ -114,7 +126,23 @@ def check_name(kind: str, name: str, valid) -> None:
         raise ValueError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid)}")
 
 
-def load_dataset(faces_root, dataset_name: str, dataset_part: str) -> FacesDataset:
+def crop_transforms(crop_size: int) -> tuple[transforms.Compose, transforms.Compose]:
+    """(train, test) transforms that cut ``crop_size`` squares out of the 256x256 faces.
+
+    Train: a random crop and a flip; test: the centre crop. Cropping (unlike
+    resizing) keeps pixel-level traces such as a GAN's upsampling pattern.
+    """
+    if not 1 <= crop_size <= 256:
+        raise ValueError(f"crop_size must be in [1, 256] pixels, got {crop_size}")
+    train = transforms.Compose([transforms.RandomCrop(crop_size), transforms.RandomHorizontalFlip(),
+                                transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    test = transforms.Compose([transforms.CenterCrop(crop_size), transforms.ToTensor(),
+                               transforms.Normalize(MEAN, STD)])
+    return train, test
+
+
+def load_dataset(faces_root, dataset_name: str, dataset_part: str,
+                 crop_size: int | None = None) -> FacesDataset:
     """One split with the course's transform (random crop and flip for ``train``).
 
     Args:
@@ -122,10 +150,13 @@ def load_dataset(faces_root, dataset_name: str, dataset_part: str) -> FacesDatas
             (see ``faces_root()``).
         dataset_name: "fakes_dataset" or "synthetic_dataset".
         dataset_part: "train", "val" or "test".
+        crop_size: None for the whole 256x256 image; else squares of this
+            side (see ``crop_transforms``).
     """
     check_name("dataset", dataset_name, DATASETS)
     check_name("split", dataset_part, SPLITS)
-    transform = TRANSFORM_TRAIN if dataset_part == "train" else TRANSFORM_TEST
+    train, test = (TRANSFORM_TRAIN, TRANSFORM_TEST) if crop_size is None else crop_transforms(crop_size)
+    transform = train if dataset_part == "train" else test
     return FacesDataset(Path(faces_root) / dataset_name / dataset_part, transform=transform)
 
 

@@ -62,7 +62,7 @@ def get_grad_cam_visualization(test_dataset, model: nn.Module, index: int | None
     """
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
-    from ..data.faces import MEAN, STD
+    from ..data.faces import denormalize
 
     if index is None:
         index = int(torch.randint(len(test_dataset), (1,), generator=torch.Generator().manual_seed(seed)))
@@ -72,6 +72,5 @@ def get_grad_cam_visualization(test_dataset, model: nn.Module, index: int | None
         raise ValueError(f"{type(model).__name__} has no conv3; pass target_layer=<a conv layer>")
     device = next(model.parameters()).device
     cam = grad_cam(model, image[None].to(device), [int(true_label)], layer)[0]
-    rgb = (image.cpu() * torch.tensor(STD)[:, None, None] + torch.tensor(MEAN)[:, None, None]).clamp(0, 1)
-    visualization = show_cam_on_image(rgb.permute(1, 2, 0).numpy().astype(np.float32), cam, use_rgb=True)
+    visualization = show_cam_on_image(denormalize(image), cam, use_rgb=True)
     return visualization, int(true_label)

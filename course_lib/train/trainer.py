@@ -45,7 +45,9 @@ class Trainer:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         self.device = get_device(device)
-        self.model = model.to(self.device)
+        # channels_last: convolutions run 10-60% faster in this layout on CPUs (and on
+        # GPUs with tensor cores); see benchmarks/simplenet_training.py.
+        self.model = model.to(self.device, memory_format=torch.channels_last)
         self.optimizer = optimizer
         self.criterion = criterion
         self.batch_size = batch_size
@@ -62,6 +64,11 @@ class Trainer:
                           generator=self.generator if shuffle else None,
                           num_workers=self.num_workers)
 
+    def _to_device(self, inputs: torch.Tensor) -> torch.Tensor:
+        if inputs.ndim == 4:
+            return inputs.to(self.device, memory_format=torch.channels_last)
+        return inputs.to(self.device)
+
     def train_one_epoch(self) -> tuple[float, float]:
         """One pass over the training set; returns (avg_loss, accuracy %)."""
         self.model.train()
@@ -69,7 +76,7 @@ class Trainer:
         bar = tqdm(self._loader(self.train_dataset, shuffle=True), desc="train",
                    leave=False, disable=not show_progress(self.progress))
         for inputs, targets in bar:
-            inputs, targets = inputs.to(self.device), targets.to(self.device)
+            inputs, targets = self._to_device(inputs), targets.to(self.device)
             self.optimizer.zero_grad()
             outputs = self.model(inputs)
             loss = self.criterion(outputs, targets)
@@ -94,7 +101,7 @@ class Trainer:
             with torch.no_grad():
                 for inputs, targets in tqdm(self._loader(dataset, shuffle=False), desc="eval",
                                             leave=False, disable=not show_progress(self.progress)):
-                    inputs, targets = inputs.to(self.device), targets.to(self.device)
+                    inputs, targets = self._to_device(inputs), targets.to(self.device)
                     outputs = self.model(inputs)
                     total_loss += self.criterion(outputs, targets).item() * len(targets)
                     correct += (outputs.argmax(1) == targets).sum().item()
