@@ -21,7 +21,8 @@ def _all_subcommands(parser, prefix=()):
 
 def test_every_subcommand_has_help(capsys):
     commands = list(_all_subcommands(build_parser()))
-    assert {("train",), ("plot",), ("data", "faces"), ("notebooks", "run"), ("book",)} <= set(commands)
+    assert {("train",), ("plot",), ("saliency",), ("gradcam",), ("data", "faces"), ("notebooks", "run"),
+            ("book",)} <= set(commands)
     for command in [()] + commands:
         with pytest.raises(SystemExit) as exit_info:
             main([*command, "--help"])
@@ -80,3 +81,37 @@ def test_course_train_and_plot_as_in_the_course(quick_data_home, tmp_path):
     assert main(["plot", "-m", "SimpleNet", "-j", str(out / "fakes_dataset_SimpleNet_Adam.json"),
                  "-d", "fakes_dataset", "--out", str(figures)]) == 0
     assert (figures / "fakes_dataset_SimpleNet_curves.png").stat().st_size > 10_000
+
+
+def test_saliency_of_a_missing_checkpoint_says_how_to_make_one(tmp_path, capsys):
+    code = main(["saliency", "-m", "SimpleNet", "-cpp", str(tmp_path / "nope.pt"), "-d", "fakes_dataset"])
+    assert code == 2 and "course train" in capsys.readouterr().err
+
+
+def test_gradcam_of_another_models_checkpoint_is_a_clear_error(tmp_path, capsys):
+    import torch
+
+    from course_lib.models import SimpleNet
+
+    path = tmp_path / "simplenet.pt"
+    torch.save({"model": SimpleNet().state_dict()}, path)
+    code = main(["gradcam", "-m", "XceptionBased", "-cpp", str(path), "-d", "synthetic_dataset"])
+    assert code == 2 and "does not hold XceptionBased weights" in capsys.readouterr().err
+
+
+def test_saliency_and_gradcam_write_their_figures(quick_data_home, tmp_path):
+    """The course's saliency_map.py and grad_cam_analysis.py, from a `course train` checkpoint."""
+    import torch
+
+    from course_lib.models import SimpleNet
+
+    torch.manual_seed(0)
+    path = tmp_path / "fakes_dataset_SimpleNet_Adam.pt"
+    torch.save({"model": SimpleNet().state_dict(), "val_acc": 0.0, "test_acc": 0.0, "epoch": 0}, path)
+    out = tmp_path / "figures"
+    common = ["-m", "SimpleNet", "-cpp", str(path), "-d", "fakes_dataset", "--data-home", str(quick_data_home),
+              "--out", str(out), "--device", "cpu"]
+    assert main(["saliency", *common]) == 0
+    assert main(["gradcam", *common]) == 0
+    for name in ("saliency_grid", "mean_saliency", "grad_cam"):
+        assert (out / f"fakes_dataset_SimpleNet_{name}.png").stat().st_size > 10_000

@@ -130,3 +130,19 @@ def test_gan_like_fakes_carry_the_upsampling_fingerprint():
     fake = [_nyquist_peak(generate_image(0, "synthetic_dataset", "test", "fake", i)) for i in range(8)]
     assert min(fake) > max(real)
 
+
+
+def test_crop_transforms_cut_squares_without_resizing(small_split):
+    from course_lib.data import crop_transforms, load_dataset
+
+    train, test = crop_transforms(64)
+    dataset = FacesDataset(small_split, transform=test)
+    image, _ = dataset[0]
+    assert image.shape == (3, 64, 64)
+    full = FacesDataset(small_split, transform=crop_transforms(256)[1])[0][0]
+    torch.testing.assert_close(image, full[:, 96:160, 96:160])  # the centre, pixel for pixel
+    assert FacesDataset(small_split, transform=train)[0][0].shape == (3, 64, 64)
+    with pytest.raises(ValueError, match=r"crop_size must be in \[1, 256\]"):
+        crop_transforms(0)
+    with pytest.raises(ValueError, match="unknown split"):
+        load_dataset(small_split, "fakes_dataset", "dev", crop_size=64)
