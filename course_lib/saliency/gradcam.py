@@ -16,7 +16,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from ._model_state import check_batch, frozen_eval
+from ..model_state import check_batch, frozen_eval
 
 
 def grad_cam(model: nn.Module, samples: torch.Tensor, targets, target_layer: nn.Module) -> np.ndarray:

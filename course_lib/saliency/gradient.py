@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._model_state import check_batch, frozen_eval
+from ..model_state import check_batch, frozen_eval
 
 
 def compute_gradient_saliency_maps(samples: torch.Tensor, true_labels, model: nn.Module) -> torch.Tensor:
