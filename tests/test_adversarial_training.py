@@ -106,3 +106,10 @@ def test_every_method_runs_and_records_history(method, loss, tmp_path):
                        cache_dir=tmp_path, progress=False)
     assert [r["epoch"] for r in run.history] == [1, 2]
     assert all(math.isfinite(r["loss"]) and "holdout_pgd_acc" in r for r in run.history)
+
+
+def test_eps_warmup_grows_the_training_eps_linearly():
+    data = TensorDataset(torch.rand(16, 1, 4, 4), torch.randint(0, 3, (16,)))
+    run = train_robust(_linear_model(), data, "pgd", epochs=4, eps=0.2, eps_warmup_epochs=2, batch_size=8,
+                       pgd_steps=1, pgd_step=0.05, progress=False)
+    assert [r["train_eps"] for r in run.history] == pytest.approx([0.1, 0.2, 0.2, 0.2])

@@ -112,7 +112,7 @@ def train_robust(model: nn.Module, train: TensorDataset, method: str, epochs: in
                  *, holdout: tuple[torch.Tensor, torch.Tensor] | None = None, loss: str = "ce",
                  lam: float = 0.5, lr: float = 1e-3, batch_size: int = 128, pgd_steps: int = 10,
                  pgd_step: float = 0.05, fast_alpha: float | None = None, defendr_attack: str = "fgsm",
-                 collapse_drop: float = 20.0, seed: int = 0, cache_dir=None,
+                 collapse_drop: float = 20.0, eps_warmup_epochs: int = 0, seed: int = 0, cache_dir=None,
                  progress: bool | None = None) -> RobustRun:
     """Train ``model`` in place with ``method``; returns a ``RobustRun``.
 
@@ -125,6 +125,9 @@ def train_robust(model: nn.Module, train: TensorDataset, method: str, epochs: in
             (``pgd_steps`` steps of ``pgd_step``, random start).
         "fast": Wong et al.: FGSM from a random start, step ``fast_alpha``
             (default 1.25 eps).
+    ``eps_warmup_epochs``: for the on-the-fly methods, grow the training eps
+    linearly over that many epochs (training at eps 0.3 from the first step
+    can leave the model stuck at chance).
     ``loss`` "alp" pairs clean and adversarial logits (needs an attack method);
     "clp" and "squeeze" act on the batch the method trains on.
 
@@ -152,25 +155,27 @@ def train_robust(model: nn.Module, train: TensorDataset, method: str, epochs: in
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=(loss == "clp"),
                         generator=torch.Generator().manual_seed(seed))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    alpha = 1.25 * eps if fast_alpha is None else fast_alpha
     run, best_state, best_guard = RobustRun(method), None, float("-inf")
     start = time.perf_counter()
     for epoch in tqdm(range(epochs), desc=method, disable=not show_progress(progress)):
+        train_eps = eps * min(1.0, (epoch + 1) / eps_warmup_epochs) if eps_warmup_epochs > 0 else eps
+        alpha = 1.25 * train_eps if fast_alpha is None else fast_alpha * (train_eps / eps if eps else 0.0)
         model.train()
         total, seen = 0.0, 0
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             x_adv = None
             if method == "pgd":
-                x_adv = pgd(model, x, y, eps, min(pgd_step, eps), pgd_steps)
+                x_adv = pgd(model, x, y, train_eps, min(pgd_step, train_eps), pgd_steps)
             elif method == "fast":
-                x_adv = fast_fgsm_examples(model, x, y, eps, alpha)
+                x_adv = fast_fgsm_examples(model, x, y, train_eps, alpha)
             batch_loss = _loss(loss, model, x, x_adv, y, lam)
             optimizer.zero_grad()
             batch_loss.backward()
             optimizer.step()
             total, seen = total + batch_loss.item() * len(y), seen + len(y)
-        record = {"epoch": epoch + 1, "loss": total / seen, "seconds": time.perf_counter() - start}
+        record = {"epoch": epoch + 1, "train_eps": train_eps, "loss": total / seen,
+                  "seconds": time.perf_counter() - start}
         if holdout is not None:
             hx, hy = holdout[0].to(device), holdout[1].to(device)
             record["holdout_clean_acc"] = accuracy(model, hx, hy)
