@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
+import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -15,6 +18,24 @@ def machine() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "cpu_threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall time of one call of ``fn``, waiting for the GPU to finish when there is one."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def median_seconds(fn: Callable[[], object], device: torch.device, runs: int, warmup: int = 2) -> float:
+    """Median wall time of ``runs`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    return statistics.median(seconds(fn, device) for _ in range(runs))
 
 
 def report(name: str, rows: list[dict]) -> Path:

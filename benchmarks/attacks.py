@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from cleverhans.torch.attacks.projected_gradient_descent import projected_gradie
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report  # noqa: E402
+from _common import report, seconds  # noqa: E402
 
 from course_lib.attacks import pgd  # noqa: E402
 from course_lib.config import get_device  # noqa: E402
@@ -46,16 +45,6 @@ def _model_and_batch(name: str, batch: int, device):
     x = torch.rand(batch, *shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     return model, x, y
-
-
-def _timed(fn, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def _floor_step(model, x, y):
@@ -103,16 +92,16 @@ def main() -> None:
         fn()
     for _ in range(args.runs):  # alternate, so drift in the machine's speed hits all alike
         for name, fn in candidates.items():
-            times[name].append(_timed(fn, device))
-        floor.append(_timed(lambda: [_floor_step(model, x, y) for _ in range(args.steps)], device))
+            times[name].append(seconds(fn, device))
+        floor.append(seconds(lambda: [_floor_step(model, x, y) for _ in range(args.steps)], device))
     floor_s = statistics.median(floor)
     base = statistics.median(times["cleverhans"])
     rows = []
     for name, values in times.items():
-        seconds = statistics.median(values)
+        elapsed = statistics.median(values)
         rows.append({"device": device.type, "model": args.model, "batch": args.batch, "steps": args.steps,
-                     "attack": name, "img_s": args.batch / seconds, "speedup_vs_cleverhans": base / seconds,
-                     "floor_share": floor_s / seconds})
+                     "attack": name, "img_s": args.batch / elapsed, "speedup_vs_cleverhans": base / elapsed,
+                     "floor_share": floor_s / elapsed})
     rows.append({"device": device.type, "model": args.model, "batch": args.batch, "steps": args.steps,
                  "attack": "floor (fwd + input bwd)", "img_s": args.batch / floor_s,
                  "speedup_vs_cleverhans": base / floor_s, "floor_share": 1.0})

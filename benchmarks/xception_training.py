@@ -11,16 +11,14 @@ Usage: .venv/bin/python benchmarks/xception_training.py [--device cuda] [--steps
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report  # noqa: E402
+from _common import median_seconds, report  # noqa: E402
 
 from course_lib.config import get_device  # noqa: E402
 from course_lib.models import get_xception_based_model  # noqa: E402
@@ -34,19 +32,13 @@ def images_per_second(device, side: int, batch: int, steps: int, channels_last: 
     optimizer = make_optimizer("Adam", model.parameters(), lr=1e-3)
     x = torch.randn(batch, 3, side, side, device=device).contiguous(memory_format=layout)
     y = torch.randint(0, 2, (batch,), device=device)
-    times = []
-    for step in range(steps + 2):  # two warm-up steps
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+
+    def step():
         optimizer.zero_grad()
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if step >= 2:
-            times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+
+    return batch / median_seconds(step, device, steps)
 
 
 def main() -> None:
