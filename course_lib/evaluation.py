@@ -129,3 +129,66 @@ def robustness_checklist(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
         Check("gradient-free attack not stronger than white-box", gradient_free >= white_box - one_image,
               f"SPSA {gradient_free:.1f}% vs PGD {white_box:.1f}% on {len(ys)} images"),
     ]
+
+
+def mixed_accuracy(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
+                   fraction: float, seed: int = 0) -> float:
+    """Accuracy in % on a test set where a random ``fraction`` of the images is replaced by its adversarial twin.
+
+    Defendr's Table 1 reports fractions 0, 0.5 and 1.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    if x.shape != x_adv.shape:
+        raise ValueError(f"x and x_adv must have the same shape, got {tuple(x.shape)} and {tuple(x_adv.shape)}")
+    chosen = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:round(fraction * len(x))]
+    mixed = x.clone()
+    mixed[chosen.to(x.device)] = x_adv[chosen.to(x.device)]
+    return accuracy(model, mixed, y)
+
+
+def attack_table(models: dict, x: torch.Tensor, y: torch.Tensor, attacks: dict, seed: int = 0) -> dict:
+    """Accuracy in % of every model under every attack: {model name: {attack name: accuracy}}.
+
+    ``attacks`` maps a name to ``f(model, x, y) -> x_adv`` (None: the clean images).
+    Each attack is seeded with ``seed`` before each model, so random starts match.
+    """
+    table = {}
+    for model_name, model in models.items():
+        row = {}
+        for attack_name, attack in attacks.items():
+            torch.manual_seed(seed)
+            row[attack_name] = accuracy(model, x if attack is None else attack(model, x, y), y)
+        table[model_name] = row
+    return table
+
+
+def format_table(table: dict, corner: str = "model") -> str:
+    """A {row: {column: value}} table as aligned text, values with one decimal."""
+    columns = list(next(iter(table.values())))
+    width = max(len(corner), *(len(r) for r in table))
+    cells = [max(len(c), 6) for c in columns]
+    lines = [corner.ljust(width) + "  " + "  ".join(c.rjust(w) for c, w in zip(columns, cells))]
+    for name, row in table.items():
+        lines.append(name.ljust(width) + "  " + "  ".join(f"{row[c]:.1f}".rjust(w) for c, w in zip(columns, cells)))
+    return "\n".join(lines)
+
+
+def per_class_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int = 10) -> np.ndarray:
+    """(n_classes,) accuracy in % of each true class (NaN for a class absent from y)."""
+    from .attacks import predict
+
+    correct = (predict(model, x) == y.to(x.device)).cpu().numpy()
+    labels = y.cpu().numpy()
+    return np.array([100.0 * correct[labels == c].mean() if (labels == c).any() else np.nan
+                     for c in range(n_classes)])
+
+
+def prediction_confusion(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, n_classes: int = 10) -> np.ndarray:
+    """(n_classes, n_classes) counts: row = prediction on the clean image, column = on its adversarial twin."""
+    from sklearn.metrics import confusion_matrix
+
+    from .attacks import predict
+
+    return confusion_matrix(predict(model, x).cpu().numpy(), predict(model, x_adv).cpu().numpy(),
+                            labels=list(range(n_classes)))

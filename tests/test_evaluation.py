@@ -87,3 +87,33 @@ def test_checklist_flags_gradient_masking(mnist_model_and_batch):
                                   spsa_samples=32, spsa_steps=10)
     failed = {c.name for c in checks if not c.passed}
     assert "accuracy falls to near 0 at eps = 1" in failed, [str(c) for c in checks]
+
+
+def test_mixed_accuracy_replaces_the_asked_fraction():
+    from course_lib.evaluation import mixed_accuracy
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))  # class 0 when the first pixel is above 0.5
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]]))
+        model[1].bias.copy_(torch.tensor([-0.5, 0.5]))
+    x = torch.zeros(10, 1, 2, 2)
+    x[:, 0, 0, 0] = 1.0
+    x_adv, y = torch.zeros_like(x), torch.zeros(10, dtype=torch.long)
+    assert [mixed_accuracy(model, x, x_adv, y, f) for f in (0.0, 0.5, 1.0)] == [100.0, 50.0, 0.0]
+    with pytest.raises(ValueError, match="fraction"):
+        mixed_accuracy(model, x, x_adv, y, 1.5)
+
+
+def test_attack_table_per_class_and_confusion():
+    from course_lib.evaluation import attack_table, format_table, per_class_accuracy, prediction_confusion
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.rand(12, 1, 2, 2), torch.tensor([0, 1, 2] * 4)
+    table = attack_table({"m": model}, x, y, {"clean": None, "flip": lambda m, a, b: 1 - a})
+    assert set(table) == {"m"} and set(table["m"]) == {"clean", "flip"}
+    text = format_table(table)
+    assert text.splitlines()[0].split() == ["model", "clean", "flip"]
+    per_class = per_class_accuracy(model, x, y, n_classes=4)
+    assert per_class.shape == (4,) and np.isnan(per_class[3])
+    confusion = prediction_confusion(model, x, 1 - x, n_classes=3)
+    assert confusion.shape == (3, 3) and confusion.sum() == 12
