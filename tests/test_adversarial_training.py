@@ -113,3 +113,18 @@ def test_eps_warmup_grows_the_training_eps_linearly():
     run = train_robust(_linear_model(), data, "pgd", epochs=4, eps=0.2, eps_warmup_epochs=2, batch_size=8,
                        pgd_steps=1, pgd_step=0.05, progress=False)
     assert [r["train_eps"] for r in run.history] == pytest.approx([0.1, 0.2, 0.2, 0.2])
+
+
+def test_cyclic_lr_runs_one_cycle_over_the_whole_run(monkeypatch):
+    seen = []
+    original = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    data = TensorDataset(torch.rand(32, 1, 4, 4), torch.randint(0, 3, (32,)))
+    train_robust(_linear_model(), data, "clean", epochs=2, lr=0.01, batch_size=8, cyclic_lr=True, progress=False)
+    assert len(seen) == 8
+    assert max(seen) == pytest.approx(0.01, rel=0.05) and seen[0] < 0.002 and seen[-1] < 0.001

@@ -112,7 +112,8 @@ def train_robust(model: nn.Module, train: TensorDataset, method: str, epochs: in
                  *, holdout: tuple[torch.Tensor, torch.Tensor] | None = None, loss: str = "ce",
                  lam: float = 0.5, lr: float = 1e-3, batch_size: int = 128, pgd_steps: int = 10,
                  pgd_step: float = 0.05, fast_alpha: float | None = None, defendr_attack: str = "fgsm",
-                 collapse_drop: float = 20.0, eps_warmup_epochs: int = 0, seed: int = 0, cache_dir=None,
+                 collapse_drop: float = 20.0, eps_warmup_epochs: int = 0, cyclic_lr: bool = False,
+                 seed: int = 0, cache_dir=None,
                  progress: bool | None = None) -> RobustRun:
     """Train ``model`` in place with ``method``; returns a ``RobustRun``.
 
@@ -125,6 +126,8 @@ def train_robust(model: nn.Module, train: TensorDataset, method: str, epochs: in
             (``pgd_steps`` steps of ``pgd_step``, random start).
         "fast": Wong et al.: FGSM from a random start, step ``fast_alpha``
             (default 1.25 eps).
+    ``cyclic_lr``: one cycle per run (torch's ``OneCycleLR``, peak ``lr``), as
+    Wong et al. train fast FGSM; otherwise ``lr`` is constant.
     ``eps_warmup_epochs``: for the on-the-fly methods, grow the training eps
     linearly over that many epochs (training at eps 0.3 from the first step
     can leave the model stuck at chance).
@@ -155,6 +158,8 @@ def train_robust(model: nn.Module, train: TensorDataset, method: str, epochs: in
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=(loss == "clp"),
                         generator=torch.Generator().manual_seed(seed))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * len(loader))
+                if cyclic_lr else None)
     run, best_state, best_guard = RobustRun(method), None, float("-inf")
     start = time.perf_counter()
     for epoch in tqdm(range(epochs), desc=method, disable=not show_progress(progress)):
@@ -173,6 +178,8 @@ def train_robust(model: nn.Module, train: TensorDataset, method: str, epochs: in
             optimizer.zero_grad()
             batch_loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             total, seen = total + batch_loss.item() * len(y), seen + len(y)
         record = {"epoch": epoch + 1, "train_eps": train_eps, "loss": total / seen,
                   "seconds": time.perf_counter() - start}
