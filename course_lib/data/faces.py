@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import transforms
@@ -29,9 +31,6 @@ STD = (0.2023, 0.1994, 0.2010)
 
 def denormalize(image):
     """Undo the course's normalisation: (3, H, W) tensor -> (H, W, 3) float32 array in [0, 1]."""
-    import numpy as np
-    import torch
-
     mean = torch.tensor(MEAN, device=image.device)[:, None, None]
     std = torch.tensor(STD, device=image.device)[:, None, None]
     return (image.detach() * std + mean).clamp(0, 1).permute(1, 2, 0).cpu().numpy().astype(np.float32)

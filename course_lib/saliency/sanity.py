@@ -107,7 +107,7 @@ def mass_inside(maps, patch: PlantedPatch) -> np.ndarray:
 
     A map with no mass at all gets NaN (it points nowhere), not 0 or 1.
     """
-    maps = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps).double()
+    maps = torch.as_tensor(maps).double()
     if maps.ndim != 3 or maps.shape[1:] != (patch.image_size, patch.image_size):
         raise ValueError(f"maps must have shape (B, {patch.image_size}, {patch.image_size}), "
                          f"got {tuple(maps.shape)}")
@@ -134,10 +134,9 @@ def planted_evidence_check(model: nn.Module, seed: int = 1, n_test: int = 256,
         ``gradient_maps``, ``gradcam_maps``) for figures.
     """
     x, y = planted_patch_images(n_test, seed=seed, patch=patch)
-    with torch.no_grad():
-        was_training = model.training
-        accuracy = 100.0 * (model.eval()(x).argmax(1) == y).float().mean().item()
-        model.train(was_training)
+    from ..evaluation import accuracy as accuracy_percent
+
+    accuracy = accuracy_percent(model, x, y)
     x1, y1 = x[y == 1], y[y == 1]
     gradient_maps = compute_gradient_saliency_maps(x1, y1, model)
     gradcam_maps = grad_cam(model, x1, y1, model.conv2)
