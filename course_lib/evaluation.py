@@ -147,18 +147,24 @@ def mixed_accuracy(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: to
     return accuracy(model, mixed, y)
 
 
-def attack_table(models: dict, x: torch.Tensor, y: torch.Tensor, attacks: dict, seed: int = 0) -> dict:
+def attack_table(models: dict, x: torch.Tensor, y: torch.Tensor, attacks: dict, seed: int = 0,
+                 examples: dict | None = None) -> dict:
     """Accuracy in % of every model under every attack: {model name: {attack name: accuracy}}.
 
     ``attacks`` maps a name to ``f(model, x, y) -> x_adv`` (None: the clean images).
     Each attack is seeded with ``seed`` before each model, so random starts match.
+    With ``examples`` (a dict), the adversarial images are kept in it as
+    ``examples[model name][attack name]``, for other tables to reuse.
     """
     table = {}
     for model_name, model in models.items():
         row = {}
         for attack_name, attack in attacks.items():
             torch.manual_seed(seed)
-            row[attack_name] = accuracy(model, x if attack is None else attack(model, x, y), y)
+            x_adv = x if attack is None else attack(model, x, y)
+            row[attack_name] = accuracy(model, x_adv, y)
+            if examples is not None:
+                examples.setdefault(model_name, {})[attack_name] = x_adv
         table[model_name] = row
     return table
 

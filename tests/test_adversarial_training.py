@@ -108,6 +108,27 @@ def test_every_method_runs_and_records_history(method, loss, tmp_path):
     assert all(math.isfinite(r["loss"]) and "holdout_pgd_acc" in r for r in run.history)
 
 
+def test_defendr_alp_pairs_each_example_with_its_own_stored_twin(monkeypatch):
+    torch.manual_seed(0)
+    data = TensorDataset(torch.rand(16, 1, 4, 4), torch.randint(0, 3, (16,)))
+    model = _linear_model()
+    twins = adversarial_dataset(model, data, "fgsm", 0.1).tensors[0]  # made with the starting weights
+    seen = []
+    original = adversarial._loss
+
+    def recording_loss(name, model, x, x_adv, y, lam):
+        seen.append((x.clone(), x_adv.clone(), y.clone()))
+        return original(name, model, x, x_adv, y, lam)
+
+    monkeypatch.setattr(adversarial, "_loss", recording_loss)
+    train_robust(model, data, "defendr", epochs=1, eps=0.1, loss="alp", batch_size=4, progress=False)
+    assert sum(len(y) for _, _, y in seen) == 16  # one pass over the pairs, not over 32 examples
+    for x, x_adv, y in seen:
+        for xi, ai, yi in zip(x, x_adv, y):
+            index = next(i for i in range(16) if torch.equal(data.tensors[0][i], xi))
+            assert torch.equal(ai, twins[index]) and yi == data.tensors[1][index]
+
+
 def test_eps_warmup_grows_the_training_eps_linearly():
     data = TensorDataset(torch.rand(16, 1, 4, 4), torch.randint(0, 3, (16,)))
     run = train_robust(_linear_model(), data, "pgd", epochs=4, eps=0.2, eps_warmup_epochs=2, batch_size=8,

@@ -105,12 +105,15 @@ def test_mixed_accuracy_replaces_the_asked_fraction():
 
 
 def test_attack_table_per_class_and_confusion():
-    from course_lib.evaluation import attack_table, format_table, per_class_accuracy, prediction_confusion
+    from course_lib.evaluation import accuracy, attack_table, format_table, per_class_accuracy, prediction_confusion
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     x, y = torch.rand(12, 1, 2, 2), torch.tensor([0, 1, 2] * 4)
-    table = attack_table({"m": model}, x, y, {"clean": None, "flip": lambda m, a, b: 1 - a})
+    examples = {}
+    table = attack_table({"m": model}, x, y, {"clean": None, "flip": lambda m, a, b: 1 - a}, examples=examples)
     assert set(table) == {"m"} and set(table["m"]) == {"clean", "flip"}
+    assert examples["m"]["clean"] is x and torch.equal(examples["m"]["flip"], 1 - x)
+    assert table["m"]["flip"] == accuracy(model, 1 - x, y)
     text = format_table(table)
     assert text.splitlines()[0].split() == ["model", "clean", "flip"]
     per_class = per_class_accuracy(model, x, y, n_classes=4)

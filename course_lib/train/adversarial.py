@@ -131,7 +131,9 @@ def train_robust(model: nn.Module, train: TensorDataset, method: str, epochs: in
     ``eps_warmup_epochs``: for the on-the-fly methods, grow the training eps
     linearly over that many epochs (training at eps 0.3 from the first step
     can leave the model stuck at chance).
-    ``loss`` "alp" pairs clean and adversarial logits (needs an attack method);
+    ``loss`` "alp" pairs clean and adversarial logits (needs an attack method;
+    with "defendr" each clean example is paired with its own stored
+    adversarial twin, so an epoch sees the training set once, in pairs);
     "clp" and "squeeze" act on the batch the method trains on.
 
     After every epoch, with ``holdout`` = (x, y), the 10-step PGD accuracy of
@@ -142,9 +144,9 @@ def train_robust(model: nn.Module, train: TensorDataset, method: str, epochs: in
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
-    if loss == "alp" and method in ("clean", "defendr"):
+    if loss == "alp" and method == "clean":
         raise ValueError("adversarial logit pairing needs the adversarial twin of each example: "
-                         "use method 'pgd' or 'fast' with loss 'alp'")
+                         "use method 'defendr', 'pgd' or 'fast' with loss 'alp'")
     if epochs < 1 or eps < 0:
         raise ValueError(f"need epochs >= 1 and eps >= 0, got epochs={epochs}, eps={eps}")
     torch.manual_seed(seed)
@@ -153,8 +155,11 @@ def train_robust(model: nn.Module, train: TensorDataset, method: str, epochs: in
     if method == "defendr":
         adv = adversarial_dataset(model, train, defendr_attack, eps, cache_dir=cache_dir,
                                   **({"step": pgd_step, "steps": pgd_steps} if defendr_attack == "pgd" else {}))
-        data = TensorDataset(torch.cat([train.tensors[0], adv.tensors[0]]),
-                             torch.cat([train.tensors[1], adv.tensors[1]]))
+        if loss == "alp":  # (clean, adversarial twin, label) triples
+            data = TensorDataset(train.tensors[0], adv.tensors[0], train.tensors[1])
+        else:
+            data = TensorDataset(torch.cat([train.tensors[0], adv.tensors[0]]),
+                                 torch.cat([train.tensors[1], adv.tensors[1]]))
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=(loss == "clp"),
                         generator=torch.Generator().manual_seed(seed))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -167,9 +172,9 @@ def train_robust(model: nn.Module, train: TensorDataset, method: str, epochs: in
         alpha = 1.25 * train_eps if fast_alpha is None else fast_alpha * (train_eps / eps if eps else 0.0)
         model.train()
         total, seen = 0.0, 0
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            x_adv = None
+        for batch in loader:
+            x, y = batch[0].to(device), batch[-1].to(device)
+            x_adv = batch[1].to(device) if len(batch) == 3 else None
             if method == "pgd":
                 x_adv = pgd(model, x, y, train_eps, min(pgd_step, train_eps), pgd_steps)
             elif method == "fast":
