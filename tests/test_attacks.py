@@ -170,3 +170,36 @@ def test_targeted_pgd_reaches_its_target_on_a_trained_model():
     target = (yt + 1) % 10
     adv = pgd(model, xt, target, eps=0.3, step=0.02, steps=40, targeted=True)
     assert (predict(model, adv) == target).float().mean() > 0.8
+
+
+def test_cleverhans_sanity_checks_are_off_and_the_wrappers_check_instead(monkeypatch):
+    """cleverhans's PGD/SPSA sanity checks compare CUDA tensors with floats and fail on a GPU."""
+    import course_lib.attacks as attacks
+
+    seen = []
+    original = attacks.projected_gradient_descent
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("sanity_checks", True))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(attacks, "projected_gradient_descent", recording)
+    model, x = _model_with_caller_state(False), torch.rand(4, 1, 4, 4)
+    pgd(model, x, torch.tensor([0, 1, 2, 0]), eps=0.1, step=0.02, steps=2)
+    assert seen == [False]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        pgd(model, x + 2, torch.tensor([0, 1, 2, 0]), eps=0.1, step=0.02, steps=2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_attacks_run_on_cuda(name):
+    model = _model_with_caller_state(True).cuda()
+    before = _snapshot(model)
+    x, y = torch.rand(8, 1, 4, 4, device="cuda"), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1], device="cuda")
+    adv = ATTACKS[name](model, x, y)
+    assert adv.device.type == "cuda" and not adv.requires_grad
+    assert adv.min() >= 0 and adv.max() <= 1
+    if name != "cw_l2":
+        assert (adv - x).abs().max() <= 0.1 + 1e-6
+    _assert_unchanged(model, before)
