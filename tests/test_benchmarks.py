@@ -1,0 +1,41 @@
+"""Every benchmark script still runs end to end (tiny settings) and writes its table as JSON.
+
+No timing is asserted: the numbers only have to be positive and finite.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+RUNS = {
+    "attacks_mnist_cpu": ["attacks.py", "--device", "cpu", "--batch", "8", "--steps", "2", "--runs", "1"],
+    "attacks_resnet18_cpu": ["attacks.py", "--device", "cpu", "--model", "resnet18", "--batch", "2",
+                             "--steps", "1", "--runs", "1"],
+    "adversarial_training": ["adversarial_training.py", "--device", "cpu", "--epochs", "1", "--train-size", "128"],
+    "simplenet_training": ["simplenet_training.py", "--device", "cpu", "--steps", "1", "--batches", "2"],
+    "xception_training": ["xception_training.py", "--device", "cpu", "--steps", "1", "--settings", "64x2"],
+    "faces_generation": ["faces_generation.py", "--workers", "1"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(RUNS))
+def test_benchmark_runs_and_writes_json(name, tmp_path):
+    script, *args = RUNS[name]
+    env = dict(os.environ, COURSE_BENCHMARK_RESULTS=str(tmp_path), COURSE_PROGRESS="0")
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = json.loads((tmp_path / f"{name}.json").read_text())
+    assert record["machine"]["torch"] and record["rows"]
+    numbers = [v for row in record["rows"] for v in row.values() if isinstance(v, (int, float))]
+    assert numbers and all(math.isfinite(v) and v >= 0 for v in numbers)
+    header = list(record["rows"][0])[0]
+    assert header in result.stdout  # the table was printed
