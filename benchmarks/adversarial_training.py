@@ -34,7 +34,7 @@ METHODS = [
     ("fast FGSM", {"method": "fast"}),
     ("PGD-3 training", {"method": "pgd", "pgd_steps": 3, "pgd_step": 0.1}),
     ("PGD-7 training", {"method": "pgd", "pgd_steps": 7, "pgd_step": 0.05}),
-    ("ALP on PGD-3 pairs", {"method": "pgd", "pgd_steps": 3, "pgd_step": 0.1, "loss": "alp"}),
+    ("ALP, PGD-3 twins", {"method": "pgd", "pgd_steps": 3, "pgd_step": 0.1, "loss": "alp"}),
 ]
 
 
