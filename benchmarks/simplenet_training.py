@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median_seconds, report  # noqa: E402
+from _common import report, training_images_per_second  # noqa: E402
 
 from course_lib.config import get_device  # noqa: E402
 from course_lib.models import SimpleNet  # noqa: E402
@@ -32,13 +31,7 @@ def images_per_second(device, batch: int, optimizer: str, fused: bool, steps: in
     opt = cls(model.parameters(), lr=1e-4, fused=fused, **kwargs)
     x = torch.randn(batch, 3, 256, 256, device=device).contiguous(memory_format=layout)
     y = torch.randint(0, 2, (batch,), device=device)
-
-    def step():
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    return batch / median_seconds(step, device, steps)
+    return training_images_per_second(model, opt, x, y, steps)
 
 
 def main() -> None:

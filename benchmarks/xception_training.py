@@ -15,10 +15,9 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median_seconds, report  # noqa: E402
+from _common import report, training_images_per_second  # noqa: E402
 
 from course_lib.config import get_device  # noqa: E402
 from course_lib.models import get_xception_based_model  # noqa: E402
@@ -32,13 +31,7 @@ def images_per_second(device, side: int, batch: int, steps: int, channels_last: 
     optimizer = make_optimizer("Adam", model.parameters(), lr=1e-3)
     x = torch.randn(batch, 3, side, side, device=device).contiguous(memory_format=layout)
     y = torch.randint(0, 2, (batch,), device=device)
-
-    def step():
-        optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-
-    return batch / median_seconds(step, device, steps)
+    return training_images_per_second(model, optimizer, x, y, steps)
 
 
 def main() -> None:
