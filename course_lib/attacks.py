@@ -15,20 +15,25 @@ wrappers add to cleverhans (whose attacks do the actual work):
   (no label leaking) but silently wrong for *evaluation*: a misclassified
   input is then "attacked" towards its wrong label. Pass ``predict(model, x)``
   to get that behaviour on purpose;
-* cleverhans's PGD sanity checks compare CUDA tensors with Python floats and
-  fail on a GPU; the wrappers check their inputs themselves, with errors that
-  say what is wrong.
+* cleverhans's PGD and SPSA sanity checks compare CUDA tensors with Python
+  floats and fail on a GPU; the wrappers turn them off and check their inputs
+  themselves, with errors that say what is wrong;
+* ``pgd`` runs its own loop over cleverhans's step and projection, so that a
+  defence's gradient can be swapped in (EOT, BPDA) and the random start comes
+  from a ``torch.Generator`` the caller owns.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 from cleverhans.torch.attacks.carlini_wagner_l2 import carlini_wagner_l2
 from cleverhans.torch.attacks.fast_gradient_method import fast_gradient_method
-from cleverhans.torch.attacks.projected_gradient_descent import projected_gradient_descent
 from cleverhans.torch.attacks.spsa import spsa as cleverhans_spsa
+from cleverhans.torch.utils import clip_eta, optimize_linear
 from torch import nn
 from torch.nn import functional as F
 
@@ -93,17 +98,42 @@ def fgsm(model: nn.Module, x: torch.Tensor, y, eps: float, targeted: bool = Fals
     return _finish(x, adv, eps)
 
 
+def loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Gradient of the summed cross-entropy with respect to the input ``x``: (B, ...) like x.
+
+    The default gradient of ``pgd``. A defence that hides or randomises its
+    gradient gets another function with this signature: the average over
+    random transformations (EOT) or a differentiable stand-in for a
+    non-differentiable layer (BPDA). The model is already frozen and in eval mode.
+    """
+    x = x.detach().requires_grad_(True)
+    loss = F.cross_entropy(model(x), y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
 def pgd(model: nn.Module, x: torch.Tensor, y, eps: float, step: float, steps: int,
-        restarts: int = 1, rand_init: bool = True, targeted: bool = False) -> torch.Tensor:
-    """Projected gradient descent (Madry et al.), L-infinity, through cleverhans.
+        restarts: int = 1, rand_init: bool = True, targeted: bool = False,
+        generator: torch.Generator | None = None,
+        gradient: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] = loss_gradient,
+        ) -> torch.Tensor:
+    """Projected gradient descent (Madry et al.), L-infinity.
+
+    The kit runs the iteration itself, so that the gradient can be replaced
+    (``gradient``), and uses cleverhans for the step (``optimize_linear``:
+    eps times the sign of the gradient) and the projection (``clip_eta``). For
+    the same random start it equals cleverhans's ``projected_gradient_descent``
+    (tests/test_attacks.py checks it).
 
     Args:
         eps: budget; step: step size in (0, eps]; steps: iterations per run.
         restarts: independent random starts; each example keeps the run with
             the highest loss (lowest for ``targeted``).
         rand_init: start from a uniform point in the eps ball (Madry's PGD);
-            False gives the basic iterative method. The start is drawn from
-            torch's global RNG, as cleverhans does: seed it for repeatability.
+            False gives the basic iterative method.
+        generator: draws the random starts (on x's device); None uses torch's
+            global RNG, as cleverhans does.
+        gradient: ``f(model, x_adv, y) -> d loss / d x_adv``; see ``loss_gradient``.
 
     Returns:
         (B, ...) adversarial examples in [0, 1], within eps of x, detached.
@@ -113,18 +143,22 @@ def pgd(model: nn.Module, x: torch.Tensor, y, eps: float, step: float, steps: in
         raise ValueError(f"steps must be >= 0 and restarts >= 1, got steps={steps}, restarts={restarts}")
     if eps == 0 or steps == 0 and not rand_init:
         return x.detach().clone()
+    x = x.detach()
+    sign = -1.0 if targeted else 1.0
     best, best_loss = None, None
     with frozen_eval(model):
         for _ in range(restarts):
-            adv = projected_gradient_descent(model, x, eps, step, steps, np.inf, clip_min=0.0, clip_max=1.0,
-                                             y=y, targeted=targeted, rand_init=rand_init,
-                                             sanity_checks=False)
+            eta = (torch.empty_like(x).uniform_(-eps, eps, generator=generator) if rand_init
+                   else torch.zeros_like(x))
+            adv = (x + clip_eta(eta, np.inf, eps)).clamp(0, 1)
+            for _ in range(steps):
+                adv = adv + optimize_linear(sign * gradient(model, adv, y), step, np.inf)
+                adv = (x + clip_eta(adv.clamp(0, 1) - x, np.inf, eps)).clamp(0, 1)
             adv = _finish(x, adv, eps)
             if restarts == 1:
                 return adv
             with torch.no_grad():
-                loss = F.cross_entropy(model(adv), y, reduction="none")
-            loss = -loss if targeted else loss
+                loss = sign * F.cross_entropy(model(adv), y, reduction="none")
             if best is None:
                 best, best_loss = adv, loss
             else:
@@ -165,3 +199,64 @@ def spsa(model: nn.Module, x: torch.Tensor, y, eps: float, steps: int = 40, samp
         adv = cleverhans_spsa(model, x, eps, steps, norm=np.inf, clip_min=0.0, clip_max=1.0, y=y,
                               learning_rate=lr, delta=delta, spsa_samples=samples, sanity_checks=False)
     return _finish(x, adv, eps)
+
+
+def fast_fgsm(model: nn.Module, x: torch.Tensor, y, eps: float, alpha: float,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """FGSM from a uniform random start (Wong et al., 2020): one step of ``alpha``, projected to eps.
+
+    The step is written out rather than delegated: cleverhans's attacks refuse
+    a step larger than eps, and this method's usual step (1.25 eps) is exactly
+    that. Like every attack here, it runs with the model frozen and in eval mode.
+    Returns detached examples in [0, 1] within eps of ``x``.
+    """
+    y = _check(model, x, y, eps)
+    if alpha <= 0:
+        raise ValueError(f"alpha (the step) must be positive, got {alpha}")
+    if eps == 0:
+        return x.detach().clone()
+    x = x.detach()
+    start = (x + torch.empty_like(x).uniform_(-eps, eps, generator=generator)).clamp(0, 1)
+    with frozen_eval(model):
+        grad = loss_gradient(model, start, y)
+    adv = start + optimize_linear(grad, alpha, np.inf)
+    return _finish(x, adv, eps)
+
+
+# Attack recipes: an attack with its settings, called as ``attack(model, x, y, generator=None)``.
+# Batch makers, cached adversarial datasets and evaluation tables take these, so
+# that the settings travel with the attack (and into cache keys).
+
+@dataclass(frozen=True)
+class FGSMAttack:
+    """``fgsm`` at ``eps``."""
+
+    eps: float
+
+    def __call__(self, model, x, y, generator=None):
+        return fgsm(model, x, y, self.eps)
+
+
+@dataclass(frozen=True)
+class PGDAttack:
+    """``pgd`` at ``eps`` with ``steps`` steps of ``step`` (capped at eps) and ``restarts`` random starts."""
+
+    eps: float
+    step: float
+    steps: int
+    restarts: int = 1
+
+    def __call__(self, model, x, y, generator=None):
+        return pgd(model, x, y, self.eps, min(self.step, self.eps), self.steps, restarts=self.restarts,
+                   generator=generator)
+
+
+@dataclass(frozen=True)
+class FastFGSMAttack:
+    """``fast_fgsm`` at ``eps`` with step ``alpha_ratio * eps`` (Wong et al. use 1.25)."""
+
+    eps: float
+    alpha_ratio: float = 1.25
+
+    def __call__(self, model, x, y, generator=None):
+        return fast_fgsm(model, x, y, self.eps, self.alpha_ratio * self.eps, generator=generator)

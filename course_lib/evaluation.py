@@ -65,13 +65,18 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 40,
-                 step: float = 0.01, restarts: int = 1, batch_size: int = 500) -> float:
-    """Accuracy in % under L-infinity PGD with a random start (step capped at eps)."""
+                 step: float = 0.01, restarts: int = 1, batch_size: int = 500,
+                 generator: torch.Generator | None = None) -> float:
+    """Accuracy in % under L-infinity PGD with a random start (step capped at eps).
+
+    ``generator`` draws the random starts (None: torch's global RNG).
+    """
     from .attacks import pgd
 
     correct = 0.0
     for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-        adv = pgd(model, xb, yb, eps, min(step, eps), steps, restarts=restarts) if eps > 0 else xb
+        adv = (pgd(model, xb, yb, eps, min(step, eps), steps, restarts=restarts, generator=generator)
+               if eps > 0 else xb)
         correct += accuracy(model, adv, yb) / 100.0 * len(yb)
     return 100.0 * correct / len(y)
 
@@ -88,6 +93,33 @@ class Check:
         return f"[{'pass' if self.passed else 'FAIL'}] {self.name}: {self.detail}"
 
 
+def judge_checklist(measured: dict) -> list[Check]:
+    """The checklist's verdicts from its measurements (accuracies in %).
+
+    ``measured`` holds: ``steps``; ``pgd`` (PGD-steps accuracy), ``fgsm``,
+    ``pgd_eps1`` (PGD at eps 1), ``pgd_doubled`` (2 x steps), ``pgd_restarts``
+    (3 restarts), and on the gradient-free subset ``spsa``, ``pgd_subset`` and
+    ``subset_size``. Kept apart from the attacks so each check can be tested
+    with chosen numbers, in both directions.
+    """
+    steps, robust = measured["steps"], measured["pgd"]
+    one_image = 100.0 / measured["subset_size"]
+    return [
+        Check("iterative at least as strong as single-step", robust <= measured["fgsm"],
+              f"PGD-{steps} {robust:.1f}% vs FGSM {measured['fgsm']:.1f}%"),
+        Check("accuracy falls to near 0 at eps = 1", measured["pgd_eps1"] <= 5.0,
+              f"PGD at eps 1: {measured['pgd_eps1']:.1f}%"),
+        Check("doubling the steps changes little", abs(measured["pgd_doubled"] - robust) < 1.0,
+              f"PGD-{steps} {robust:.1f}% vs PGD-{2 * steps} {measured['pgd_doubled']:.1f}%"),
+        Check("restarts never raise robust accuracy", measured["pgd_restarts"] <= robust,
+              f"1 start {robust:.1f}% vs 3 restarts {measured['pgd_restarts']:.1f}%"),
+        Check("gradient-free attack not stronger than white-box",
+              measured["spsa"] >= measured["pgd_subset"] - one_image,
+              f"SPSA {measured['spsa']:.1f}% vs PGD {measured['pgd_subset']:.1f}% on "
+              f"{measured['subset_size']} images"),
+    ]
+
+
 def robustness_checklist(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 40,
                          step: float = 0.01, spsa_examples: int = 32, spsa_samples: int = 64,
                          spsa_steps: int = 20, seed: int = 0) -> list[Check]:
@@ -100,35 +132,26 @@ def robustness_checklist(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
     5. the gradient-free attack (SPSA, on ``spsa_examples`` images) is not stronger than PGD
        by more than one image's worth of accuracy on that subset.
     A failed check says the robust accuracy is not to be trusted (too few steps,
-    gradient masking, ...). Returns the checks; ``print(*checks, sep="\\n")`` shows them.
+    gradient masking, ...). Every random start comes from a generator seeded
+    with ``seed``. Returns the checks; ``print(*checks, sep="\\n")`` shows them.
     """
     from .attacks import fgsm, spsa
 
-    def seeded(fn, *args, **kwargs):
-        torch.manual_seed(seed)
-        return fn(*args, **kwargs)
+    device = x.device
 
-    robust = seeded(pgd_accuracy, model, x, y, eps, steps, step)
-    single = accuracy(model, fgsm(model, x, y, eps), y)
-    huge = seeded(pgd_accuracy, model, x, y, 1.0, steps, 0.1)
-    doubled = seeded(pgd_accuracy, model, x, y, eps, 2 * steps, step)
-    restarted = seeded(pgd_accuracy, model, x, y, eps, steps, step, restarts=3)
+    def pgd_at(eps_, steps_, step_, restarts=1, xs=x, ys=y):
+        generator = torch.Generator(device=device).manual_seed(seed)
+        return pgd_accuracy(model, xs, ys, eps_, steps_, step_, restarts=restarts, generator=generator)
+
     xs, ys = x[:spsa_examples], y[:spsa_examples]
-    torch.manual_seed(seed)
-    gradient_free = accuracy(model, spsa(model, xs, ys, eps, steps=spsa_steps, samples=spsa_samples), ys)
-    white_box = seeded(pgd_accuracy, model, xs, ys, eps, steps, step)
-    one_image = 100.0 / len(ys)
-    return [
-        Check("iterative at least as strong as single-step", robust <= single,
-              f"PGD-{steps} {robust:.1f}% vs FGSM {single:.1f}%"),
-        Check("accuracy falls to near 0 at eps = 1", huge <= 5.0, f"PGD at eps 1: {huge:.1f}%"),
-        Check("doubling the steps changes little", abs(doubled - robust) < 1.0,
-              f"PGD-{steps} {robust:.1f}% vs PGD-{2 * steps} {doubled:.1f}%"),
-        Check("restarts never raise robust accuracy", restarted <= robust,
-              f"1 start {robust:.1f}% vs 3 restarts {restarted:.1f}%"),
-        Check("gradient-free attack not stronger than white-box", gradient_free >= white_box - one_image,
-              f"SPSA {gradient_free:.1f}% vs PGD {white_box:.1f}% on {len(ys)} images"),
-    ]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)  # cleverhans's SPSA draws from the global RNG
+        gradient_free = accuracy(model, spsa(model, xs, ys, eps, steps=spsa_steps, samples=spsa_samples), ys)
+    measured = {"steps": steps, "pgd": pgd_at(eps, steps, step), "fgsm": accuracy(model, fgsm(model, x, y, eps), y),
+                "pgd_eps1": pgd_at(1.0, steps, 0.1), "pgd_doubled": pgd_at(eps, 2 * steps, step),
+                "pgd_restarts": pgd_at(eps, steps, step, restarts=3), "spsa": gradient_free,
+                "pgd_subset": pgd_at(eps, steps, step, xs=xs, ys=ys), "subset_size": len(ys)}
+    return judge_checklist(measured)
 
 
 def mixed_accuracy(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
@@ -152,7 +175,8 @@ def attack_table(models: dict, x: torch.Tensor, y: torch.Tensor, attacks: dict, 
     """Accuracy in % of every model under every attack: {model name: {attack name: accuracy}}.
 
     ``attacks`` maps a name to ``f(model, x, y) -> x_adv`` (None: the clean images).
-    Each attack is seeded with ``seed`` before each model, so random starts match.
+    Each attack runs with torch's RNG seeded with ``seed`` (inside ``fork_rng``,
+    so the caller's RNG is untouched) before each model, so random starts match.
     With ``examples`` (a dict), the adversarial images are kept in it as
     ``examples[model name][attack name]``, for other tables to reuse.
     """
@@ -160,8 +184,9 @@ def attack_table(models: dict, x: torch.Tensor, y: torch.Tensor, attacks: dict, 
     for model_name, model in models.items():
         row = {}
         for attack_name, attack in attacks.items():
-            torch.manual_seed(seed)
-            x_adv = x if attack is None else attack(model, x, y)
+            with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                x_adv = x if attack is None else attack(model, x, y)
             row[attack_name] = accuracy(model, x_adv, y)
             if examples is not None:
                 examples.setdefault(model_name, {})[attack_name] = x_adv

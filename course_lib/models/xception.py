@@ -7,6 +7,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.faces import faces_splits
+from ..train.recipes import Recipe, register
+from ..train.trainer import output_name
+
 BACKBONE = "legacy_xception"  # timm's port of the original Keras/Cadene Xception
 
 
@@ -61,3 +65,17 @@ def get_xception_based_model(pretrained: bool = True, weights_path: str | os.Pat
         model = timm.create_model(BACKBONE, pretrained=False)
     model.fc = _head()
     return model
+
+
+# -- zoo recipe: XceptionBased on synthetic_dataset (chapters 3 and 4) ---------------------------
+# quick: no ImageNet weights offline, and a training step of Xception on a 256x256
+# image is slow on two cores (benchmarks/xception_training.py), so the random-init
+# backbone trains one epoch on 64x64 crops (crops, not resizing, keep the pixel-level
+# GAN traces). full: the course's settings with ImageNet weights.
+register(Recipe(
+    name="xception_synthetic", summary="XceptionBased on synthetic_dataset (the course's fine-tuned detector)",
+    build=lambda settings: get_xception_based_model(pretrained=settings["pretrained"]),
+    data=faces_splits("synthetic_dataset"),
+    quick=dict(epochs=1, batch_size=16, optimizer="Adam", lr=1e-3, crop=64, pretrained=False),
+    full=dict(epochs=2, batch_size=32, optimizer="Adam", lr=1e-3, crop=None, pretrained=True),
+    run_name=lambda settings: output_name("synthetic_dataset", "XceptionBased", settings["optimizer"])))

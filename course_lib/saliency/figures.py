@@ -96,10 +96,10 @@ def grad_cam_grid(dataset, model: nn.Module, per_class: int = 3, seed: int = 0,
 
 
 def plot_planted_evidence(result: dict, patch, n: int = 6):
-    """Images with the planted patch outlined, their gradient maps and Grad-CAM maps (3 rows)."""
-    fig, axes = plt.subplots(3, n, figsize=(1.7 * n, 5.4), squeeze=False)
-    rows = (("image", result["x"].permute(0, 2, 3, 1).numpy(), None),
-            ("gradient", result["gradient_maps"], "hot"), ("Grad-CAM", result["gradcam_maps"], "jet"))
+    """Images with the planted patch outlined, then one row of maps per saliency method."""
+    rows = [("image", result["x"].permute(0, 2, 3, 1).numpy(), None)]
+    rows += [(name, maps, "hot") for name, maps in result["maps"].items()]
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.7 * n, 1.8 * len(rows)), squeeze=False)
     for r, (name, pictures, cmap) in enumerate(rows):
         for c in range(n):
             ax = axes[r, c]

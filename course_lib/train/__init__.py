@@ -1,7 +1,13 @@
-"""Training: the course's Trainer, the names of its output files, and cached chapter recipes."""
-from .optimizers import OPTIMIZERS, make_optimizer
-from .recipes import Recipe, detector_recipe, fit_detector
-from .trainer import HISTORY_KEYS, Trainer, load_history, output_name
+"""Training: the one engine, its plug-ins, recipes and the model zoo.
 
-__all__ = ["HISTORY_KEYS", "OPTIMIZERS", "Recipe", "Trainer", "detector_recipe", "fit_detector",
-           "load_history", "make_optimizer", "output_name"]
+* ``engine.py``: ``Engine`` (the loop) and ``Batch``;
+* ``objectives/``, ``batches/``, ``callbacks/``: the plug-ins, one per file;
+* ``trainer.py``: the course's ``Trainer`` over the engine, and its file names;
+* ``recipes.py`` and ``zoo.py``: how each shared model is trained, and its cache.
+"""
+from .engine import Batch, Engine, load_history
+from .optimizers import OPTIMIZERS, make_optimizer
+from .trainer import HISTORY_KEYS, Trainer, output_name
+
+__all__ = ["Batch", "Engine", "HISTORY_KEYS", "OPTIMIZERS", "Trainer", "load_history", "make_optimizer",
+           "output_name"]

@@ -1,109 +1,122 @@
-"""Train a face detector the way a chapter does, with a cache of finished runs.
+"""Recipes: how each zoo model is made, registered in the file of the model it trains.
 
-Several chapters need the same trained models (SimpleNet on both face
-datasets, XceptionBased on synthetic_dataset). ``fit_detector`` trains one
-with the profile's settings into a folder under ``DATA_HOME/models`` whose
-name is a hash of everything that made it: the recipe, the seed, the data
-folder and the source code of the modules involved. A later call with the
-same key loads the finished run instead of training; a run that was killed
-resumes from its last finished epoch (``Trainer.run(resume=True)``); a change
-to the code or the settings gets a new folder, never a stale model.
+A ``Recipe`` names a model of the zoo and gives, for each profile, the
+settings it trains with (a plain dict: epochs, batch size, learning rate, and
+whatever its plan reads), the data it trains on, and a ``plan`` that turns the
+settings into the engine's plug-ins. ``register`` adds it to ``RECIPES``;
+``course_lib/models/mnist_cnn.py`` shows three recipes over one model.
+
+The zoo (``zoo.py``) caches each trained model in a folder keyed by the recipe's
+settings, the seed, the data, the torch version, and the source of every
+``course_lib`` module the recipe uses (``code_digest`` follows the imports of the
+modules that define the recipe's functions and plug-ins, so the list is never
+kept by hand).
 """
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass
+import inspect
+import sys
+import types
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-import torch
 from torch import nn
 
-from ..config import Profile, data_home, get_profile, seed_everything
-from .optimizers import make_optimizer
-from .trainer import Trainer, output_name
 
-# Modules whose source decides what a trained detector is.
-_CODE = ("models/simplenet.py", "models/xception.py", "train/trainer.py", "train/optimizers.py",
-         "train/recipes.py", "data/faces.py", "data/synth_faces.py")
+@dataclass
+class Plan:
+    """What a recipe plugs into the engine; anything left out takes the engine's default."""
+
+    objective: object = None
+    batches: object = None
+    callbacks: list = field(default_factory=list)
+    monitor: str | None = "val_acc"
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one detector is trained: model, dataset and the optimisation settings."""
+    """One zoo model.
 
-    model: str
-    dataset: str
-    optimizer: str
-    lr: float
-    batch_size: int
-    epochs: int
-    crop: int | None
-    pretrained: bool
-
-
-def detector_recipe(profile: Profile | str, model: str, dataset: str) -> Recipe:
-    """The profile's recipe for ``model`` ("SimpleNet" or "XceptionBased") on ``dataset``."""
-    p = get_profile(profile) if isinstance(profile, str) else profile
-    if model == "SimpleNet":
-        return Recipe(model, dataset, "Adam", p.faces_lr, p.faces_batch_size,
-                      p.faces_epochs[dataset], None, False)
-    if model == "XceptionBased":
-        return Recipe(model, dataset, "Adam", p.xception_lr, p.xception_batch_size,
-                      p.xception_epochs, p.xception_crop, p.xception_pretrained)
-    raise ValueError(f"no training recipe for model {model!r}; use 'SimpleNet' or 'XceptionBased'")
-
-
-def _code_hash() -> str:
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for rel in _CODE:
-        h.update((root / rel).read_bytes())
-    return h.hexdigest()
-
-
-def run_folder(recipe: Recipe, faces_root, seed: int, home=None) -> Path:
-    """``DATA_HOME/models/<model>_<dataset>_<key>``: the cache folder of this exact run."""
-    key = json.dumps({"recipe": asdict(recipe), "seed": seed, "root": str(Path(faces_root).resolve()),
-                      "code": _code_hash(), "torch": torch.__version__}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return data_home(home) / "models" / f"{recipe.model}_{recipe.dataset}_{digest}"
-
-
-def build_detector(recipe: Recipe) -> nn.Module:
-    """A fresh model for ``recipe`` (random init, or ImageNet weights when ``pretrained``)."""
-    from ..models import get_model
-
-    if recipe.model == "XceptionBased":
-        return get_model("XceptionBased", pretrained=recipe.pretrained)
-    return get_model(recipe.model)
-
-
-def fit_detector(recipe: Recipe, faces_root, seed: int = 0, home=None, device: str = "auto"):
-    """Train (or load the cached run of) ``recipe`` on the face datasets in ``faces_root``.
-
-    Returns:
-        (model, history, splits, folder): the best-validation model in eval
-        mode on ``device``, the per-epoch history (see ``Trainer.run``),
-        the (train, val, test) datasets with the recipe's transforms, and
-        the run's folder (history JSON, best checkpoint, resume state).
+    Attributes:
+        name: the zoo name, e.g. "mnist_pgd".
+        summary: one line for ``course models list``.
+        build: ``settings -> nn.Module``, a fresh model mapping pixels in [0, 1] to logits.
+        data: ``(profile, settings, data_home, seed) -> Splits``.
+        quick, full: the settings of each profile; they must hold ``epochs``,
+            ``batch_size``, ``optimizer`` ("Adam" or "SGD") and ``lr``.
+        plan: ``(settings, splits, data_home) -> Plan``; default plain cross-entropy.
+        evaluate: ``(model, splits, settings) -> {metric: value}``, run once
+            after training and stored with the model; default test accuracy.
+        run_name: ``settings -> file stem`` of the history and checkpoint.
     """
-    from ..data import load_dataset
 
-    folder = run_folder(recipe, faces_root, seed, home)
-    splits = [load_dataset(faces_root, recipe.dataset, part, crop_size=recipe.crop)
-              for part in ("train", "val", "test")]
-    seed_everything(seed)
-    model = build_detector(recipe)
-    optimizer = make_optimizer(recipe.optimizer, model.parameters(), lr=recipe.lr)
-    trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), recipe.batch_size, *splits,
-                      device=device, seed=seed)
-    name = output_name(recipe.dataset, recipe.model, recipe.optimizer)
-    log = folder / f"{name}.json"
-    done = log.exists() and len(json.loads(log.read_text())["train_loss"]) >= recipe.epochs
-    print(f"{recipe.model} on {recipe.dataset}: "
-          + (f"loading the finished run from {folder}" if done else f"training into {folder}"))
-    history = trainer.run(recipe.epochs, output_dir=folder, run_name=name, resume=True)
-    best = torch.load(folder / f"{name}.pt", map_location=trainer.device)
-    model.load_state_dict(best["model"])
-    return model.eval(), history, splits, folder
+    name: str
+    summary: str
+    build: Callable[[dict], nn.Module]
+    data: Callable
+    quick: dict
+    full: dict
+    plan: Callable | None = None
+    evaluate: Callable | None = None
+    run_name: Callable[[dict], str] | None = None
+
+    def settings(self, profile) -> dict:
+        """The settings of ``profile`` (a name or a ``Profile``)."""
+        name = profile if isinstance(profile, str) else profile.name
+        if name not in ("quick", "full"):
+            raise ValueError(f"unknown profile {name!r}; valid profiles: quick, full")
+        return dict(self.quick if name == "quick" else self.full)
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe) -> Recipe:
+    """Add ``recipe`` to the zoo; a second recipe under the same name is an error."""
+    if recipe.name in RECIPES and RECIPES[recipe.name] is not recipe:
+        raise ValueError(f"a recipe named {recipe.name!r} is already registered")
+    for profile in ("quick", "full"):
+        missing = {"epochs", "batch_size", "optimizer", "lr"} - set(getattr(recipe, profile))
+        if missing:
+            raise ValueError(f"recipe {recipe.name!r}: {profile} settings lack {', '.join(sorted(missing))}")
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def _course_modules(module: types.ModuleType, seen: set) -> None:
+    """Add ``module`` and, recursively, every course_lib module its globals refer to."""
+    if module is None or not module.__name__.startswith("course_lib") or module.__name__ in seen:
+        return
+    seen.add(module.__name__)
+    for value in vars(module).values():
+        if isinstance(value, types.ModuleType):
+            _course_modules(value, seen)
+        else:
+            owner = getattr(value, "__module__", None)
+            if isinstance(owner, str) and owner.startswith("course_lib") and owner in sys.modules:
+                _course_modules(sys.modules[owner], seen)
+
+
+def code_digest(*objects) -> tuple[str, list[str]]:
+    """sha256 of the source files of every course_lib module that ``objects`` use; and their names.
+
+    ``objects`` are functions, classes or instances (an instance counts by its
+    class). Each one's module is followed through its imports (its globals
+    that are course_lib modules, functions or classes), transitively.
+    """
+    seen: set[str] = set()
+    for obj in objects:
+        if obj is None:
+            continue
+        target = obj if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj) else type(obj)
+        _course_modules(inspect.getmodule(target), seen)
+    h = hashlib.sha256()
+    names = sorted(seen)
+    for name in names:
+        path = getattr(sys.modules[name], "__file__", None)
+        if path:
+            h.update(name.encode())
+            h.update(Path(path).read_bytes())
+    return h.hexdigest(), names

@@ -1,0 +1,11 @@
+"""Batch makers: what the model trains on, made from each loaded (x, y). One small class per file.
+
+To add one, copy ``clean.py``: subclass ``BatchMaker`` and write ``__call__``
+(and ``dataset`` if the training set itself changes, as in ``static.py``).
+"""
+from .attack import AttackBatches
+from .base import BatchMaker
+from .clean import CleanBatches
+from .static import StaticAugmentation, adversarial_dataset
+
+__all__ = ["AttackBatches", "BatchMaker", "CleanBatches", "StaticAugmentation", "adversarial_dataset"]

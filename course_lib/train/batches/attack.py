@@ -1,0 +1,26 @@
+"""Adversarial batches made on the fly against the current weights: PGD training, fast FGSM training."""
+from __future__ import annotations
+
+from ..engine import Batch
+from .base import BatchMaker
+
+
+class AttackBatches(BatchMaker):
+    """Replace each batch by its adversarial examples, with the clean images kept for pairing losses.
+
+    ``attack`` is an attack recipe of ``course_lib.attacks`` (``PGDAttack``
+    for Madry et al.'s PGD training, ``FastFGSMAttack`` for Wong et al.'s fast
+    FGSM); like every attack of the kit it runs with the model frozen and in
+    eval mode, and draws its random start from the run's ``attack_generator``.
+    The eps warm-up callback replaces ``attack`` by one with a smaller eps.
+    """
+
+    def __init__(self, attack):
+        self.attack = attack
+
+    def __call__(self, engine, loaded: tuple) -> Batch:
+        x, y = loaded[0], loaded[-1]
+        return Batch(x=self.attack(engine.model, x, y, generator=engine.attack_generator), y=y, clean=x)
+
+    def __repr__(self) -> str:
+        return f"AttackBatches({self.attack!r})"

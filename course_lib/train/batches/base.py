@@ -1,0 +1,18 @@
+"""The base of every batch maker: the engine calls ``dataset`` once per fit and the maker once per step."""
+from __future__ import annotations
+
+from torch.utils.data import Dataset
+
+
+class BatchMaker:
+    """``maker(engine, loaded) -> Batch``, where ``loaded`` is the DataLoader's tuple on the run's device."""
+
+    def dataset(self, engine, train: Dataset) -> Dataset:
+        """The dataset the epochs iterate over (default: ``train`` itself)."""
+        return train
+
+    def __call__(self, engine, loaded: tuple):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return type(self).__name__

@@ -1,0 +1,23 @@
+"""The hooks of a fit, in the order the engine calls them."""
+from __future__ import annotations
+
+
+class Callback:
+    """Override any hook; each receives the engine (its model, optimizer, epoch, step, history).
+
+    ``on_epoch_end`` may add entries to ``record`` (they join the history) and
+    set ``engine.stop = True`` to end the fit. ``state_dict`` and
+    ``load_state_dict`` carry what a resumed run needs.
+    """
+
+    def on_fit_start(self, engine) -> None: ...
+    def on_epoch_start(self, engine) -> None: ...
+    def on_step_start(self, engine) -> None: ...
+    def on_step_end(self, engine) -> None: ...
+    def on_epoch_end(self, engine, record: dict) -> None: ...
+    def on_fit_end(self, engine) -> None: ...
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...

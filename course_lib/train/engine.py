@@ -1,0 +1,309 @@
+"""The kit's one training loop. Everything that differs between models plugs into it.
+
+``Engine.fit`` runs epochs over a training set, evaluates on the validation
+and test sets, keeps one history (a dict of per-epoch lists, written as JSON),
+selects the best epoch, and, given an output folder, writes checkpoints that a
+killed run resumes from. Three kinds of small objects change what an epoch does:
+
+* an **objective** (``train/objectives/``): ``(model, batch) -> (loss, metrics)``;
+* a **batch maker** (``train/batches/``): turns each loaded ``(x, y)`` into the
+  ``Batch`` to train on (clean, Defendr's static augmentation, PGD, fast FGSM);
+* **callbacks** (``train/callbacks/``): hooks at the start and end of the fit,
+  of each epoch and of each step (eps warm-up, one-cycle lr, the
+  catastrophic-overfitting guard).
+
+Randomness comes from generators the run owns (``engine.generator`` shuffles
+the data, ``engine.attack_generator`` draws attacks' random starts), seeded
+from ``seed``; the engine never reseeds torch's global RNG. Data augmentation
+transforms that draw from the global RNG are made repeatable across a resume
+by saving and restoring its state with the checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..config import get_device, show_progress
+from ..io import atomic_torch_save, atomic_write_json
+
+
+@dataclass
+class Batch:
+    """One training batch: ``x`` (B, ...) is what the model trains on, ``y`` (B,) the labels.
+
+    ``clean`` holds the clean images when ``x`` is adversarial (pairing losses need both).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    clean: torch.Tensor | None = None
+
+
+class Engine:
+    """Train ``model`` with ``optimizer`` on an objective, a batch maker and callbacks.
+
+    Args:
+        objective: ``(model, batch) -> (loss, metrics)``; default cross-entropy.
+        batches: a batch maker; default the clean batches as loaded.
+        callbacks: objects with any of the hooks of ``callbacks.Callback``.
+        batch_size: examples per step.
+        device: "auto", "cpu" or "cuda[:N]"; the model moves there.
+        seed: seeds the run's own generators (shuffling, attacks' random starts).
+        channels_last: store 4-D inputs and weights channels-last (faster
+            convolutions on CPUs and tensor cores; ``benchmarks/`` measures it).
+        bf16: bfloat16 autocast for the forward passes, on CUDA only.
+        monitor: history key whose highest value marks the best epoch
+            ("val_acc" by default; None: the last epoch is the best).
+        eval_loss: ``(logits, labels) -> loss`` for ``evaluate``; default cross-entropy.
+        num_workers: DataLoader worker processes.
+        progress: show tqdm progress bars (None: follow ``COURSE_PROGRESS``).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, objective=None, batches=None,
+                 callbacks=(), *, batch_size: int = 64, device: str | torch.device = "auto", seed: int = 0,
+                 channels_last: bool = True, bf16: bool = False, monitor: str | None = "val_acc",
+                 eval_loss=None, num_workers: int = 0, progress: bool | None = None):
+        from .batches import CleanBatches
+        from .objectives import CrossEntropy
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        self.device = device if isinstance(device, torch.device) else get_device(device)
+        self.channels_last = channels_last
+        self.model = model.to(self.device, memory_format=torch.channels_last) if channels_last \
+            else model.to(self.device)
+        self.optimizer = optimizer
+        self.objective = objective if objective is not None else CrossEntropy()
+        self.batches = batches if batches is not None else CleanBatches()
+        self.callbacks = list(callbacks)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.bf16 = bf16 and self.device.type == "cuda"
+        self.monitor = monitor
+        self.eval_loss = eval_loss if eval_loss is not None else F.cross_entropy
+        self.num_workers = num_workers
+        self.progress = progress
+        self.generator = torch.Generator().manual_seed(seed)
+        self.attack_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
+        # State of the current fit, read by callbacks.
+        self.epoch = 0            # index of the epoch being trained (0-based)
+        self.epochs = 0           # epochs of the whole fit
+        self.step = 0             # optimizer steps taken in this fit
+        self.steps_per_epoch = 0
+        self.history: dict[str, list] = {}
+        self.best_epoch = -1      # 0-based index into the history
+        self.best_value = float("-inf")
+        self.stop = False         # a callback sets it to end the fit after this epoch
+
+    # -- one epoch ------------------------------------------------------------------------
+
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
+                          generator=self.generator if shuffle else None, num_workers=self.num_workers)
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Move a tensor to the run's device (channels-last when it is a 4-D image batch)."""
+        if self.channels_last and tensor.ndim == 4:
+            return tensor.to(self.device, memory_format=torch.channels_last)
+        return tensor.to(self.device)
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16)
+
+    def _call(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(self, *args)
+
+    def train_epoch(self, dataset: Dataset) -> dict[str, float]:
+        """One pass over ``dataset``; returns the mean loss and metrics, e.g. {"loss", "acc"}.
+
+        Metrics are means over examples; accuracies are percentages.
+        """
+        self.model.train()
+        sums, seen = {}, 0
+        loader = self._loader(dataset, shuffle=True, drop_last=getattr(self.objective, "drop_last", False))
+        bar = tqdm(loader, desc="train", leave=False, disable=not show_progress(self.progress))
+        for loaded in bar:
+            self._call("on_step_start")
+            batch = self.batches(self, tuple(self.to_device(t) for t in loaded))
+            with self._autocast():
+                loss, metrics = self.objective(self.model, batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            self._call("on_step_end")
+            n = len(batch.y)
+            for key, value in {"loss": loss.item(), **metrics}.items():
+                sums[key] = sums.get(key, 0.0) + float(value) * n
+            seen += n
+            bar.set_postfix({k: f"{v / seen:.3g}" for k, v in sums.items()})
+        if seen == 0:
+            raise ValueError(f"the training set gives no full batch of {self.batch_size}; "
+                             "use a smaller batch_size or more data")
+        return {key: value / seen for key, value in sums.items()}
+
+    def evaluate(self, dataset: Dataset) -> tuple[float, float]:
+        """(mean loss, accuracy %) on ``dataset``, in eval mode without gradients; the mode is restored."""
+        was_training = self.model.training
+        self.model.eval()
+        total_loss, correct, seen = 0.0, 0, 0
+        try:
+            with torch.no_grad(), self._autocast():
+                for loaded in tqdm(self._loader(dataset, shuffle=False), desc="eval", leave=False,
+                                   disable=not show_progress(self.progress)):
+                    inputs, targets = self.to_device(loaded[0]), loaded[-1].to(self.device)
+                    outputs = self.model(inputs).float()
+                    total_loss += self.eval_loss(outputs, targets).item() * len(targets)
+                    correct += (outputs.argmax(1) == targets).sum().item()
+                    seen += len(targets)
+        finally:
+            self.model.train(was_training)
+        if seen == 0:
+            raise ValueError("cannot evaluate on an empty dataset")
+        return total_loss / seen, 100.0 * correct / seen
+
+    # -- whole runs ---------------------------------------------------------------------------
+
+    def fit(self, train: Dataset, epochs: int, val: Dataset | None = None, test: Dataset | None = None,
+            output_dir=None, run_name: str = "run", resume: bool = True, restore_best: bool = False) -> dict:
+        """Train for ``epochs`` epochs in total; return the history.
+
+        The history maps each key to one value per epoch: ``train_loss``,
+        ``train_acc`` (and the objective's other metrics as ``train_<name>``),
+        ``val_loss``/``val_acc`` and ``test_loss``/``test_acc`` when those sets
+        are given, what callbacks add (e.g. ``holdout_pgd_acc``), and
+        ``seconds`` (wall time since the fit started, cumulative; it includes the
+        batch maker's preparation, such as making a static adversarial set).
+
+        With ``output_dir``, after every epoch (each write atomic):
+
+        * ``{run_name}.json``: the history;
+        * ``{run_name}.pt``: ``{model, epoch, val_acc, test_acc, <monitor>}``
+          whenever the monitored value improves (the best model so far);
+        * ``{run_name}.state.pt``: everything needed to resume. A killed run
+          continues from its last finished epoch when called again with
+          ``resume=True``; ``resume=False`` starts afresh.
+
+        ``restore_best``: load the best epoch's weights into the model at the end.
+        """
+        if epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {epochs}")
+        began = time.perf_counter()  # the batch maker's dataset (e.g. stored adversarial examples) counts
+        train = self.batches.dataset(self, train)
+        self.epochs, self.step, self.stop = epochs, 0, False
+        self.history, self.best_epoch, self.best_value = {}, -1, float("-inf")
+        drop_last = getattr(self.objective, "drop_last", False)
+        self.steps_per_epoch = len(self._loader(train, shuffle=False, drop_last=drop_last))
+        fingerprint = self._fingerprint(train, val, test)  # before callbacks change the plug-ins
+        self._call("on_fit_start")
+        out = Path(output_dir) if output_dir is not None else None
+        start_epoch, elapsed = 0, 0.0
+        best_state = None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            state_path = out / f"{run_name}.state.pt"
+            if resume and state_path.exists():
+                start_epoch, elapsed = self._load_state(state_path, fingerprint)
+                if restore_best and (out / f"{run_name}.pt").exists():
+                    best_state = torch.load(out / f"{run_name}.pt", map_location=self.device)["model"]
+        start = began - elapsed
+        epochs_bar = tqdm(range(start_epoch, epochs), desc="epochs", initial=start_epoch, total=epochs,
+                          disable=not show_progress(self.progress))
+        for epoch in epochs_bar:
+            if self.stop:
+                break
+            self.epoch = epoch
+            self._call("on_epoch_start")
+            record = {f"train_{k}": v for k, v in self.train_epoch(train).items()}
+            for name, dataset in (("val", val), ("test", test)):
+                if dataset is not None:
+                    record[f"{name}_loss"], record[f"{name}_acc"] = self.evaluate(dataset)
+            self._call("on_epoch_end", record)
+            record["seconds"] = time.perf_counter() - start
+            for key, value in record.items():
+                self.history.setdefault(key, []).append(value)
+            improved = self._select_best(record, epoch)
+            if improved and restore_best:
+                best_state = copy.deepcopy(self.model.state_dict())
+            if out is not None:
+                self._save(out, run_name, record, epoch, improved, fingerprint)
+        self._call("on_fit_end")
+        if restore_best and best_state is not None:
+            self.model.load_state_dict(best_state)
+        return self.history
+
+    def _select_best(self, record: dict, epoch: int) -> bool:
+        value = record.get(self.monitor, float("nan")) if self.monitor else float(epoch)
+        if self.monitor and self.monitor not in record:
+            raise ValueError(f"monitor {self.monitor!r} is not among this run's metrics "
+                             f"({', '.join(record)}); pass a validation set or monitor=None")
+        if value > self.best_value:
+            self.best_value, self.best_epoch = value, epoch
+            return True
+        return False
+
+    def _fingerprint(self, train, val, test) -> dict:
+        """What must match for a saved run to be resumed."""
+        return {"batch_size": self.batch_size, "seed": self.seed, "model": type(self.model).__name__,
+                "optimizer": type(self.optimizer).__name__, "objective": repr(self.objective),
+                "batches": repr(self.batches),
+                "sizes": [len(d) if d is not None else None for d in (train, val, test)]}
+
+    def _save(self, out: Path, run_name: str, record: dict, epoch: int, improved: bool,
+              fingerprint: dict) -> None:
+        if improved:
+            atomic_torch_save(out / f"{run_name}.pt", {
+                "model": self.model.state_dict(), "epoch": epoch, "val_acc": record.get("val_acc"),
+                "test_acc": record.get("test_acc"),
+                **({self.monitor: record[self.monitor]} if self.monitor else {})})
+        atomic_write_json(out / f"{run_name}.json", self.history)
+        atomic_torch_save(out / f"{run_name}.state.pt", {
+            "fingerprint": fingerprint, "epoch": epoch + 1,
+            "seconds": record["seconds"], "stop": self.stop, "step": self.step,
+            "history": self.history, "best_epoch": self.best_epoch, "best_value": self.best_value,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else {} for cb in self.callbacks],
+            "generator": self.generator.get_state(), "attack_generator": self.attack_generator.get_state(),
+            "torch_rng": torch.get_rng_state()})
+
+    def _load_state(self, path: Path, fingerprint: dict) -> tuple[int, float]:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state["fingerprint"] != fingerprint:
+            raise ValueError(
+                f"{path} was saved by a different run ({state['fingerprint']}, now "
+                f"{fingerprint}); delete it or pass resume=False (CLI: --no-resume)")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for callback, saved in zip(self.callbacks, state["callbacks"]):
+            if hasattr(callback, "load_state_dict"):
+                callback.load_state_dict(saved)
+        self.generator.set_state(state["generator"])
+        self.attack_generator.set_state(state["attack_generator"])
+        torch.set_rng_state(state["torch_rng"])  # augmentation transforms draw from it
+        self.history, self.step, self.stop = state["history"], state["step"], state["stop"]
+        self.best_epoch, self.best_value = state["best_epoch"], state["best_value"]
+        return state["epoch"], state["seconds"]
+
+
+def load_history(path) -> dict:
+    """Read a history JSON written by ``Engine.fit`` / ``Trainer.run``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"history file {path} does not exist; `course train` writes it")
+    history = json.loads(path.read_text())
+    missing = [k for k in ("train_loss", "train_acc") if k not in history]
+    if missing:
+        raise ValueError(f"{path} is not a training history: missing {', '.join(missing)}")
+    return history

@@ -1,0 +1,150 @@
+"""The model zoo: every trained model a chapter needs, trained once by the engine and cached.
+
+``trained_model("mnist_pgd")`` returns the model in eval mode, mapping pixels in
+[0, 1] to logits. On a cache miss it trains the model with its recipe (see
+``recipes.py``) into ``DATA_HOME/models/<name>_<key>/``; a killed build
+resumes from its last finished epoch; later calls load the finished run. The
+folder holds the history (JSON), the best checkpoint, the resume state, and
+``result.json``: the build's time and the recipe's test metrics.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import data_home, get_device, get_profile
+from ..io import atomic_write_json
+from .engine import Engine
+from .optimizers import make_optimizer
+from .recipes import RECIPES, Plan, Recipe, code_digest
+
+
+@dataclass
+class ZooModel:
+    """A built zoo model with everything its build recorded."""
+
+    name: str
+    model: nn.Module            # eval mode, on the requested device
+    history: dict               # per-epoch lists (see Engine.fit)
+    metrics: dict               # the recipe's test metrics, computed once after training
+    seconds: float              # training time of the build (the fit only)
+    eval_seconds: float         # time the metrics took
+    settings: dict
+    splits: object              # the data the model was trained and tested on (data.Splits)
+    folder: Path
+    built_now: bool             # False when it was loaded from the cache
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe registered under ``name``."""
+    from .. import models  # noqa: F401  (importing the models registers their recipes)
+
+    if name not in RECIPES:
+        raise ValueError(f"no zoo model named {name!r}; valid names: {', '.join(sorted(RECIPES))}")
+    return RECIPES[name]
+
+
+def zoo_names() -> list[str]:
+    """Names of every registered zoo model, sorted."""
+    from .. import models  # noqa: F401
+
+    return sorted(RECIPES)
+
+
+def _plan(recipe: Recipe, settings: dict, splits, home: Path) -> Plan:
+    return recipe.plan(settings, splits, home) if recipe.plan is not None else Plan()
+
+
+def run_folder(name: str, profile="quick", data_home_path=None, seed: int = 0) -> tuple[Path, object]:
+    """(``DATA_HOME/models/<name>_<key>``, splits): the cache folder of this exact build, and its data.
+
+    The key hashes the recipe's settings, the seed, the data's identity, the
+    torch version, and the source of the course_lib modules the recipe uses.
+    """
+    recipe = get_recipe(name)
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    home = data_home(data_home_path)
+    settings = recipe.settings(profile)
+    splits = recipe.data(profile, settings, home, seed)
+    with torch.random.fork_rng():  # building only to name the classes involved
+        model = recipe.build(settings)
+    plan = _plan(recipe, settings, splits, home)
+    code, _ = code_digest(recipe.build, recipe.data, recipe.plan, recipe.evaluate, model, Engine,
+                          plan.objective, plan.batches, *plan.callbacks)
+    key = json.dumps({"name": name, "settings": settings, "seed": seed, "data": splits.identity,
+                      "code": code, "torch": torch.__version__}, sort_keys=True, default=str)
+    return home / "models" / f"{name}_{hashlib.sha256(key.encode()).hexdigest()[:16]}", splits
+
+
+def is_built(name: str, profile="quick", data_home_path=None, seed: int = 0) -> bool:
+    """Whether the cache holds a finished build of ``name``."""
+    return (run_folder(name, profile, data_home_path, seed)[0] / "result.json").is_file()
+
+
+def build(name: str, profile="quick", data_home=None, device: str = "auto", seed: int = 0,
+          progress: bool | None = None) -> ZooModel:
+    """Train ``name`` (or load its finished build) and return a ``ZooModel``.
+
+    Training runs in a forked RNG (the caller's global RNG is left as it was);
+    a build that was killed resumes from its last finished epoch.
+    """
+    recipe = get_recipe(name)
+    folder, splits = run_folder(name, profile, data_home, seed)
+    settings = recipe.settings(profile)
+    home = folder.parent.parent
+    dev = get_device(device)
+    stem = recipe.run_name(settings) if recipe.run_name else name
+    result_path = folder / "result.json"
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = recipe.build(settings)
+    if result_path.is_file():
+        saved = json.loads(result_path.read_text())
+        state = torch.load(folder / f"{stem}.pt", map_location=dev, weights_only=True)
+        model.load_state_dict(state["model"])
+        history = json.loads((folder / f"{stem}.json").read_text())
+        return ZooModel(name, model.to(dev).eval(), history, saved["metrics"], saved["seconds"],
+                        saved["eval_seconds"], settings, splits, folder, built_now=False)
+    plan = _plan(recipe, settings, splits, home)
+    optimizer = make_optimizer(settings["optimizer"], model.parameters(), settings["lr"],
+                               weight_decay=settings.get("weight_decay", 0.0))
+    engine = Engine(model, optimizer, plan.objective, plan.batches, plan.callbacks,
+                    batch_size=settings["batch_size"], device=dev, seed=seed, monitor=plan.monitor,
+                    progress=progress)
+    print(f"zoo: building {name} ({recipe.summary}) into {folder}", flush=True)
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)  # augmentation transforms draw from the (forked) global RNG
+        history = engine.fit(splits.train, settings["epochs"], splits.val, splits.test, output_dir=folder,
+                             run_name=stem, resume=True)
+    seconds = history["seconds"][-1]
+    state = torch.load(folder / f"{stem}.pt", map_location=dev, weights_only=True)
+    model.load_state_dict(state["model"])
+    model.eval()
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        metrics = (recipe.evaluate(model, splits, settings) if recipe.evaluate is not None
+                   else {"test_acc": engine.evaluate(splits.test)[1]})
+    eval_seconds = time.perf_counter() - start
+    atomic_write_json(result_path, {"name": name, "settings": settings, "seed": seed, "metrics": metrics,
+                                    "seconds": seconds, "eval_seconds": eval_seconds,
+                                    "best_epoch": engine.best_epoch + 1, "epochs_run": len(history["seconds"]),
+                                    "data": splits.identity, "torch": torch.__version__})
+    return ZooModel(name, model, history, metrics, seconds, eval_seconds, settings, splits, folder,
+                    built_now=True)
+
+
+def trained_model(name: str, profile="quick", data_home=None, progress: bool | None = None,
+                  device: str = "auto", seed: int = 0) -> nn.Module:
+    """The trained zoo model ``name`` in eval mode: pixels in [0, 1] -> logits (normalisation inside).
+
+    Trains it on a cache miss (see ``build``), loads it otherwise.
+    """
+    return build(name, profile, data_home, device, seed, progress).model
