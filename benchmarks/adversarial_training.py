@@ -26,15 +26,19 @@ from _common import report  # noqa: E402
 from course_lib.config import get_device  # noqa: E402
 from course_lib.data.mnist import load_mnist  # noqa: E402
 from course_lib.models.mnist_cnn import MnistCNN  # noqa: E402
-from course_lib.train.adversarial import train_robust  # noqa: E402
+from course_lib.attacks import FastFGSMAttack, PGDAttack  # noqa: E402
+from course_lib.train import Engine, make_optimizer  # noqa: E402
+from course_lib.train.batches import AttackBatches  # noqa: E402
+from course_lib.train.objectives import AdversarialLogitPairing  # noqa: E402
 
-# (label, train_robust arguments); "defendr" rows include making the stored examples once.
+# (label, engine plug-ins)
 METHODS = [
-    ("clean", {"method": "clean"}),
-    ("fast FGSM", {"method": "fast"}),
-    ("PGD-3 training", {"method": "pgd", "pgd_steps": 3, "pgd_step": 0.1}),
-    ("PGD-7 training", {"method": "pgd", "pgd_steps": 7, "pgd_step": 0.05}),
-    ("ALP, PGD-3 twins", {"method": "pgd", "pgd_steps": 3, "pgd_step": 0.1, "loss": "alp"}),
+    ("clean", {}),
+    ("fast FGSM", {"batches": AttackBatches(FastFGSMAttack(0.3))}),
+    ("PGD-3 training", {"batches": AttackBatches(PGDAttack(0.3, 0.1, 3))}),
+    ("PGD-7 training", {"batches": AttackBatches(PGDAttack(0.3, 0.05, 7))}),
+    ("ALP, PGD-3 twins", {"batches": AttackBatches(PGDAttack(0.3, 0.1, 3)),
+                          "objective": AdversarialLogitPairing(0.5)}),
 ]
 
 
@@ -51,9 +55,10 @@ def main() -> None:
     rows, clean_epoch = [], None
     for label, recipe in METHODS:
         torch.manual_seed(0)
-        model = MnistCNN().to(device)
-        run = train_robust(model, train, epochs=args.epochs, eps=0.3, batch_size=64, progress=False, **recipe)
-        ends = [0.0] + [r["seconds"] for r in run.history]
+        model = MnistCNN()
+        engine = Engine(model, make_optimizer("Adam", model.parameters(), 1e-3), batch_size=64, device=device,
+                        monitor=None, progress=False, **recipe)
+        ends = [0.0] + engine.fit(train, args.epochs)["seconds"]
         epoch = statistics.median(b - a for a, b in zip(ends, ends[1:]))
         clean_epoch = clean_epoch or epoch
         rows.append({"method": label, "s/epoch": epoch, "img/s": len(train) / epoch,

@@ -1,8 +1,8 @@
 """PGD throughput: raw cleverhans, the kit's wrapper, and torchattacks, on the same model and batch.
 
-The kit's ``pgd`` calls cleverhans's ``projected_gradient_descent`` with the
-model's parameters frozen, so each step's backward pass computes the gradient
-for the input only, not for the weights. The table gives images/s (median of
+The kit's ``pgd`` runs its own loop over cleverhans's step (``optimize_linear``)
+and projection (``clip_eta``) with the model's parameters frozen, so each step's
+backward pass computes the gradient for the input only, not for the weights. The table gives images/s (median of
 alternating runs in one process), the speed-up over raw cleverhans, and how
 close each gets to the floor of one forward plus one input-only backward pass
 per step. It also checks that the kit's adversarial examples equal

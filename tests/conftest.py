@@ -42,6 +42,20 @@ def quick_data_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def zoo_home(quick_data_home) -> Path:
+    """The data home whose model zoo the tests and the notebooks share (built on first use)."""
+    return quick_data_home
+
+
+@pytest.fixture(scope="session")
+def mnist_baseline(zoo_home):
+    """The zoo's undefended MNIST CNN (trained once per test run, on the CPU)."""
+    from course_lib.train.zoo import trained_model
+
+    return trained_model("mnist_baseline", "quick", zoo_home, device="cpu")
+
+
+@pytest.fixture(scope="session")
 def _scratch_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("scratch_home")
 

