@@ -229,9 +229,13 @@ def cmd_models_list(args) -> int:
 
     for name in zoo_names():
         recipe = get_recipe(name)
-        built = is_built(name, args.profile, args.data_home, args.seed)
+        try:
+            state, reason = ("built" if is_built(name, args.profile, args.data_home, args.seed)
+                             else "not built"), ""
+        except FileNotFoundError as err:  # its data is missing: say so, and list the others
+            state, reason = "no data", f"\n{'':31s}{err}"
         settings = ", ".join(f"{k}={v}" for k, v in recipe.settings(args.profile).items())
-        print(f"{name:20s} {'built' if built else 'not built':9s}  {recipe.summary}\n{'':31s}{settings}")
+        print(f"{name:20s} {state:9s}  {recipe.summary}\n{'':31s}{settings}{reason}")
     return 0
 
 

@@ -121,3 +121,22 @@ def test_load_detector_round_trip_and_errors(tmp_path):
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
         load_detector("SimpleNet", tmp_path / "junk.pt")
+
+
+def test_course_models_list_and_build(tiny_recipe, tiny_faces_home, capsys):
+    from course_lib.cli import main
+
+    home = str(tiny_faces_home)
+    assert main(["models", "list", "--data-home", home]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")}
+    assert "not built" in listed["simplenet_fakes"] and set(zoo.zoo_names()) <= set(listed)
+    assert "no data" in listed["simplenet_synthetic"]  # the tiny home has no synthetic_dataset
+    assert main(["models", "build", "simplenet_fakes", "--data-home", home, "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "simplenet_fakes: built now; training" in out and "test_acc" in out
+    assert main(["models", "build", "simplenet_fakes", "--data-home", home, "--device", "cpu"]) == 0
+    assert "simplenet_fakes: already built" in capsys.readouterr().out
+    assert main(["models", "list", "--data-home", home]) == 0
+    assert "simplenet_fakes      built" in capsys.readouterr().out
+    assert main(["models", "build", "resnet", "--data-home", home]) == 2
+    assert "no zoo model named 'resnet'" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,15 +88,43 @@ def is_built(name: str, profile="quick", data_home_path=None, seed: int = 0) -> 
     return (run_folder(name, profile, data_home_path, seed)[0] / "result.json").is_file()
 
 
+@contextmanager
+def _build_lock(folder: Path):
+    """Hold an exclusive lock on ``folder`` so that two processes never train the same model at once.
+
+    The second one waits, then finds the finished build and loads it. (POSIX
+    ``flock``; where it does not exist, as on Windows, there is no lock.)
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; concurrent builds of one model are the user's to avoid
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def build(name: str, profile="quick", data_home=None, device: str = "auto", seed: int = 0,
           progress: bool | None = None) -> ZooModel:
     """Train ``name`` (or load its finished build) and return a ``ZooModel``.
 
     Training runs in a forked RNG (the caller's global RNG is left as it was);
-    a build that was killed resumes from its last finished epoch.
+    a build that was killed resumes from its last finished epoch; a second
+    process asking for the same build waits for the first and loads its result.
     """
     recipe = get_recipe(name)
     folder, splits = run_folder(name, profile, data_home, seed)
+    with _build_lock(folder):
+        return _build(recipe, name, folder, splits, profile, device, seed, progress)
+
+
+def _build(recipe: Recipe, name: str, folder: Path, splits, profile, device: str, seed: int,
+           progress: bool | None) -> ZooModel:
     settings = recipe.settings(profile)
     home = folder.parent.parent
     dev = get_device(device)
@@ -118,7 +147,6 @@ def build(name: str, profile="quick", data_home=None, device: str = "auto", seed
                     batch_size=settings["batch_size"], device=dev, seed=seed, monitor=plan.monitor,
                     progress=progress)
     print(f"zoo: building {name} ({recipe.summary}) into {folder}", flush=True)
-    start = time.perf_counter()
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)  # augmentation transforms draw from the (forked) global RNG
         history = engine.fit(splits.train, settings["epochs"], splits.val, splits.test, output_dir=folder,
