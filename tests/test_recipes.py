@@ -38,7 +38,10 @@ def tiny_faces_home(tmp_path, monkeypatch):
 def test_every_zoo_model_has_quick_and_full_settings():
     names = zoo.zoo_names()
     assert {"mnist_baseline", "mnist_pgd", "mnist_fast", "mnist_mlp", "planted_patch", "simplenet_fakes",
-            "simplenet_synthetic", "xception_synthetic"} <= set(names)
+            "simplenet_synthetic", "xception_synthetic", "mnist_defendr_fgsm", "mnist_defendr_pgd", "mnist_alp",
+            "mnist_clp"} <= set(names)
+    assert all(zoo.get_recipe(n).start_from == "mnist_baseline" for n in names if n.startswith(("mnist_defendr",
+                                                                                                 "mnist_alp")))
     assert zoo.get_recipe("xception_synthetic").settings("full")["pretrained"] is True
     assert zoo.get_recipe("xception_synthetic").settings("quick")["pretrained"] is False
     with pytest.raises(ValueError, match="no zoo model named 'resnet'.*mnist_pgd"):
@@ -140,3 +143,45 @@ def test_course_models_list_and_build(tiny_recipe, tiny_faces_home, capsys):
     assert "simplenet_fakes      built" in capsys.readouterr().out
     assert main(["models", "build", "resnet", "--data-home", home]) == 2
     assert "no zoo model named 'resnet'" in capsys.readouterr().err
+
+
+def _toy_recipes(monkeypatch, base_lr=1e-2):
+    """Two tiny zoo entries: toy_base, and toy_tuned that fine-tunes it."""
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from course_lib.data.splits import Splits
+
+    def data(profile, settings, home, seed):
+        g = torch.Generator().manual_seed(0)
+        parts = [TensorDataset(torch.randn(16, 4, generator=g), torch.randint(0, 2, (16,), generator=g))
+                 for _ in range(3)]
+        return Splits(*parts, source="toy", identity={"toy": 1})
+
+    common = dict(build=lambda s: nn.Linear(4, 2), data=data)
+    base = recipes.Recipe("toy_base", "toy", quick=dict(epochs=1, batch_size=8, optimizer="SGD", lr=base_lr),
+                          full={}, **common)
+    tuned = recipes.Recipe("toy_tuned", "toy", quick=dict(epochs=1, batch_size=8, optimizer="SGD", lr=1e-3),
+                           full={}, start_from="toy_base", **common)
+    monkeypatch.setitem(RECIPES, "toy_base", base)
+    monkeypatch.setitem(RECIPES, "toy_tuned", tuned)
+
+
+def test_a_fine_tuned_zoo_model_starts_from_the_trained_one(monkeypatch, tmp_path):
+    _toy_recipes(monkeypatch)
+    base = zoo.build("toy_base", "quick", tmp_path, device="cpu")
+    seen = []
+    original = Engine.fit
+
+    def recording_fit(self, *args, **kwargs):
+        seen.append({k: v.clone() for k, v in self.model.state_dict().items()})
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "fit", recording_fit)
+    zoo.build("toy_tuned", "quick", tmp_path, device="cpu")
+    assert len(seen) == 1  # the base was loaded, not trained again
+    for key, value in base.model.state_dict().items():
+        assert torch.equal(seen[0][key], value)
+    before = zoo.run_folder("toy_tuned", "quick", tmp_path)[0]
+    _toy_recipes(monkeypatch, base_lr=5e-2)  # another base recipe: the fine-tuned model's key changes too
+    assert zoo.run_folder("toy_tuned", "quick", tmp_path)[0] != before

@@ -2,18 +2,21 @@
 
 Its zoo recipes, below the model: ``mnist_baseline`` (clean training),
 ``mnist_pgd`` (Madry et al.'s PGD training) and ``mnist_fast`` (Wong et al.'s
-fast FGSM training). Each stores its clean and robust test accuracy.
+fast FGSM training), each storing its clean and robust test accuracy; and
+Defendr's four defences, fine-tuned from the baseline (``mnist_defendr_fgsm``,
+``mnist_defendr_pgd``, ``mnist_alp``, ``mnist_clp``).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ..attacks import FastFGSMAttack, PGDAttack
+from ..attacks import FastFGSMAttack, FGSMAttack, PGDAttack
 from ..data.mnist import mnist_splits
 from ..evaluation import accuracy, pgd_accuracy
-from ..train.batches import AttackBatches
+from ..train.batches import AttackBatches, StaticAugmentation
 from ..train.callbacks import EpsWarmup, OneCycle, OverfittingGuard
+from ..train.objectives import AdversarialLogitPairing, CleanLogitPairing
 from ..train.recipes import Plan, Recipe, register
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -103,3 +106,29 @@ register(Recipe(
     quick=FAST_QUICK, full=dict(FAST_QUICK, epochs=30, robust_eval_size=10000),
     plan=adversarial_plan(lambda s: FastFGSMAttack(s["eps"], s["alpha_ratio"])),
     evaluate=robust_metrics))
+
+
+# Defendr's defences (chapter 6): each fine-tunes the trained baseline. The static
+# augmentations attack the baseline once, before training, and store the examples
+# under DATA_HOME/adversarial (the ALP model reuses the PGD set).
+DEFENCE = dict(epochs=1, batch_size=64, optimizer="Adam", lr=1e-3, eps=0.3, pgd_step=0.1, pgd_steps=3, lam=0.5)
+DEFENCES = {
+    "mnist_defendr_fgsm": ("training set + its FGSM examples",
+                           lambda s, home: Plan(batches=StaticAugmentation(FGSMAttack(s["eps"]), home / "adversarial"))),
+    "mnist_defendr_pgd": ("training set + its PGD-3 examples",
+                          lambda s, home: Plan(batches=StaticAugmentation(
+                              PGDAttack(s["eps"], s["pgd_step"], s["pgd_steps"]), home / "adversarial"))),
+    "mnist_alp": ("adversarial logit pairing on stored PGD-3 twins",
+                  lambda s, home: Plan(objective=AdversarialLogitPairing(s["lam"]), batches=StaticAugmentation(
+                      PGDAttack(s["eps"], s["pgd_step"], s["pgd_steps"]), home / "adversarial", paired=True))),
+    "mnist_clp": ("clean logit pairing", lambda s, home: Plan(objective=CleanLogitPairing(s["lam"]))),
+}
+for _name, (_what, _plan) in DEFENCES.items():
+    register(Recipe(
+        name=_name, summary=f"MnistCNN fine-tuned from mnist_baseline: {_what} (Defendr)",
+        build=lambda settings: MnistCNN(), data=mnist_splits, quick=DEFENCE, full=dict(DEFENCE, epochs=3),
+        plan=lambda settings, splits, home, plan=_plan: plan(settings, home), start_from="mnist_baseline"))
+
+# Chapter 6 also trains PGD and fast FGSM for a few epochs in front of the reader
+# (from the baseline, with the recipes above), for this many epochs.
+SHORT_RUN_EPOCHS = {"quick": 3, "full": 10}

@@ -50,6 +50,8 @@ class Recipe:
         evaluate: ``(model, splits, settings) -> {metric: value}``, run once
             after training and stored with the model; default test accuracy.
         run_name: ``settings -> file stem`` of the history and checkpoint.
+        start_from: another zoo name whose trained weights the model starts
+            from (fine-tuning); its build is part of this one's cache key.
     """
 
     name: str
@@ -61,6 +63,7 @@ class Recipe:
     plan: Callable | None = None
     evaluate: Callable | None = None
     run_name: Callable[[dict], str] | None = None
+    start_from: str | None = None
 
     def settings(self, profile) -> dict:
         """The settings of ``profile`` (a name or a ``Profile``)."""

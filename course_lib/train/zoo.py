@@ -78,8 +78,10 @@ def run_folder(name: str, profile="quick", data_home_path=None, seed: int = 0) -
     plan = _plan(recipe, settings, splits, home)
     code, _ = code_digest(recipe.build, recipe.data, recipe.plan, recipe.evaluate, model, Engine,
                           plan.objective, plan.batches, *plan.callbacks)
+    start = run_folder(recipe.start_from, profile, data_home_path, seed)[0].name if recipe.start_from else None
     key = json.dumps({"name": name, "settings": settings, "seed": seed, "data": splits.identity,
-                      "code": code, "torch": torch.__version__}, sort_keys=True, default=str)
+                      "code": code, "torch": torch.__version__, "start_from": start},
+                     sort_keys=True, default=str)
     return home / "models" / f"{name}_{hashlib.sha256(key.encode()).hexdigest()[:16]}", splits
 
 
@@ -140,6 +142,9 @@ def _build(recipe: Recipe, name: str, folder: Path, splits, profile, device: str
         history = json.loads((folder / f"{stem}.json").read_text())
         return ZooModel(name, model.to(dev).eval(), history, saved["metrics"], saved["seconds"],
                         saved["eval_seconds"], settings, splits, folder, built_now=False)
+    if recipe.start_from:  # fine-tuning: start from the other zoo model's trained weights
+        start = build(recipe.start_from, profile, home, device, seed, progress)
+        model.load_state_dict(start.model.state_dict())
     plan = _plan(recipe, settings, splits, home)
     optimizer = make_optimizer(settings["optimizer"], model.parameters(), settings["lr"],
                                weight_decay=settings.get("weight_decay", 0.0))
