@@ -40,6 +40,30 @@ def test_auc_needs_both_classes():
         roc_auc(np.array([0.1, 0.9]), np.array([1, 1]))
 
 
+class _MaskedGradient(torch.nn.Module):
+    """The same outputs as ``inner``, with a zero gradient for the input (a masked gradient)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x.detach() + 0.0 * x)
+
+
+def test_gradient_free_check_breaks_the_undefended_model_and_flags_a_masked_one(mnist_model_and_batch):
+    from course_lib.evaluation import robustness_checklist
+
+    model, x, y = mnist_model_and_batch
+    kwargs = dict(eps=0.3, steps=20, step=0.03, spsa_examples=16, spsa_samples=64, spsa_steps=20)
+    honest = robustness_checklist(model, x, y, **kwargs)[4]
+    assert honest.passed is True, str(honest)
+    spsa_accuracy = float(str(honest).split("SPSA ")[1].split("%")[0])
+    assert spsa_accuracy <= 40.0, str(honest)  # it breaks the undefended model, not merely "passes"
+    masked = robustness_checklist(_MaskedGradient(model), x, y, **kwargs)[4]
+    assert masked.passed is False, str(masked)  # PGD sees no gradient; SPSA breaks it anyway
+
+
 class _Quantised(torch.nn.Module):
     """Rounds its input to 2 grey levels first: zero gradients everywhere (gradient masking)."""
 
@@ -117,7 +141,7 @@ def test_attack_table_per_class_and_confusion():
 
 
 HONEST = {"steps": 40, "pgd": 80.0, "fgsm": 90.0, "pgd_eps1": 0.0, "pgd_doubled": 80.0, "pgd_restarts": 79.0,
-          "spsa": 85.0, "pgd_subset": 80.0, "subset_size": 20}
+          "spsa": 85.0, "pgd_subset": 80.0, "subset_size": 20, "clean_subset": 100.0}
 
 
 @pytest.mark.parametrize("name,change", [
@@ -135,6 +159,14 @@ def test_each_checklist_check_passes_and_fails_on_chosen_numbers(name, change):
     verdicts = {c.name: c.passed for c in judge_checklist({**HONEST, **change})}
     assert verdicts.pop(name) is False
     assert all(verdicts.values())  # only the check that was given a bad number fails
+
+
+def test_gradient_free_check_is_inconclusive_when_spsa_breaks_nothing():
+    from course_lib.evaluation import judge_checklist
+
+    check = judge_checklist({**HONEST, "spsa": 95.0})[4]  # only one image below clean (100%)
+    assert check.passed is None and str(check).startswith("[inconclusive]")
+    assert judge_checklist({**HONEST, "spsa": 94.9})[4].passed is True
 
 
 def test_spsa_one_image_margin():
