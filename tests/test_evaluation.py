@@ -202,3 +202,20 @@ def test_per_class_accuracy_and_confusion_by_hand():
         manual[p, 0] += 1  # row: clean prediction, column: adversarial prediction
     np.testing.assert_array_equal(confusion, manual)
     assert predicted == [0, 1, 0, 1, 1]
+
+
+def test_predicted_real_share_tells_a_constant_detector():
+    from torch.utils.data import TensorDataset
+
+    from course_lib.evaluation import predicted_real_share
+
+    data = TensorDataset(torch.rand(10, 4), torch.tensor([0] * 3 + [1] * 7))
+    constant = nn.Linear(4, 2)
+    with torch.no_grad():
+        constant.weight.zero_()
+        constant.bias.copy_(torch.tensor([1.0, 0.0]))  # always "real"
+    assert predicted_real_share(data, constant) == (100.0, 30.0)
+    with torch.no_grad():
+        constant.weight[1, 0] = 10.0  # "fake" when the first feature is above 0.1
+    share = 100.0 * float((data.tensors[0][:, 0] * 10 <= 1.0).float().mean())
+    assert predicted_real_share(data, constant)[0] == pytest.approx(share)

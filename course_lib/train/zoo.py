@@ -127,14 +127,21 @@ def build(name: str, profile="quick", data_home=None, device: str = "auto", seed
 
 def _build(recipe: Recipe, name: str, folder: Path, splits, profile, device: str, seed: int,
            progress: bool | None) -> ZooModel:
-    settings = recipe.settings(profile)
-    home = folder.parent.parent
     dev = get_device(device)
-    stem = recipe.run_name(settings) if recipe.run_name else name
-    result_path = folder / "result.json"
+    # One seeded stream for the weights' initialisation and then the augmentation of
+    # training, as a script that seeds once would have; forked, so the caller's RNG is untouched.
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
-        model = recipe.build(settings)
+        return _load_or_train(recipe, name, folder, splits, profile, dev, seed, progress)
+
+
+def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev: torch.device, seed: int,
+                   progress: bool | None) -> ZooModel:
+    settings = recipe.settings(profile)
+    home = folder.parent.parent
+    stem = recipe.run_name(settings) if recipe.run_name else name
+    result_path = folder / "result.json"
+    model = recipe.build(settings)
     if result_path.is_file():
         saved = json.loads(result_path.read_text())
         state = torch.load(folder / f"{stem}.pt", map_location=dev, weights_only=True)
@@ -143,7 +150,7 @@ def _build(recipe: Recipe, name: str, folder: Path, splits, profile, device: str
         return ZooModel(name, model.to(dev).eval(), history, saved["metrics"], saved["seconds"],
                         saved["eval_seconds"], settings, splits, folder, built_now=False)
     if recipe.start_from:  # fine-tuning: start from the other zoo model's trained weights
-        start = build(recipe.start_from, profile, home, device, seed, progress)
+        start = build(recipe.start_from, profile, home, str(dev), seed, progress)
         model.load_state_dict(start.model.state_dict())
     plan = _plan(recipe, settings, splits, home)
     optimizer = make_optimizer(settings["optimizer"], model.parameters(), settings["lr"],
@@ -152,19 +159,16 @@ def _build(recipe: Recipe, name: str, folder: Path, splits, profile, device: str
                     batch_size=settings["batch_size"], device=dev, seed=seed, monitor=plan.monitor,
                     progress=progress)
     print(f"zoo: building {name} ({recipe.summary}) into {folder}", flush=True)
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)  # augmentation transforms draw from the (forked) global RNG
-        history = engine.fit(splits.train, settings["epochs"], splits.val, splits.test, output_dir=folder,
-                             run_name=stem, resume=True)
+    history = engine.fit(splits.train, settings["epochs"], splits.val, splits.test, output_dir=folder,
+                         run_name=stem, resume=True)
     seconds = history["seconds"][-1]
     state = torch.load(folder / f"{stem}.pt", map_location=dev, weights_only=True)
     model.load_state_dict(state["model"])
     model.eval()
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)
-        metrics = (recipe.evaluate(model, splits, settings) if recipe.evaluate is not None
-                   else {"test_acc": engine.evaluate(splits.test)[1]})
+    torch.manual_seed(seed)  # the metrics' own random starts, the same whatever training drew
+    metrics = (recipe.evaluate(model, splits, settings) if recipe.evaluate is not None
+               else {"test_acc": engine.evaluate(splits.test)[1]})
     eval_seconds = time.perf_counter() - start
     atomic_write_json(result_path, {"name": name, "settings": settings, "seed": seed, "metrics": metrics,
                                     "seconds": seconds, "eval_seconds": eval_seconds,
