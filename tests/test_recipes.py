@@ -69,6 +69,49 @@ def test_the_zoo_trains_once_then_loads(tiny_recipe, tiny_faces_home, monkeypatc
     assert zoo.is_built("simplenet_fakes", "quick", tiny_faces_home)
 
 
+def test_trained_model_takes_pixels_for_every_zoo_name(tiny_recipe, tiny_faces_home):
+    from course_lib.data.faces import MEAN, STD
+
+    built = zoo.build("simplenet_fakes", "quick", tiny_faces_home, device="cpu")
+    detector = zoo.trained_model("simplenet_fakes", "quick", tiny_faces_home, device="cpu")
+    pixels = torch.rand(2, 3, 256, 256)
+    normalised = (pixels - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+    with torch.no_grad():
+        assert torch.allclose(detector(pixels), built.model(normalised), atol=1e-5)
+        assert not torch.allclose(detector(pixels), built.model(pixels), atol=1e-3)
+    assert not detector.training and detector.model is not None
+    # the MNIST models normalise inside already: the zoo hands them out unwrapped
+    assert zoo.get_recipe("mnist_baseline").input_normalisation is None
+    assert all(zoo.get_recipe(name).input_normalisation == (MEAN, STD)
+               for name in ("simplenet_fakes", "simplenet_synthetic", "xception_synthetic"))
+
+
+def test_pixel_input_rejects_mismatched_channels():
+    from course_lib.models import PixelInput
+
+    with pytest.raises(ValueError, match="expects \\(B, 3, H, W\\)"):
+        PixelInput(torch.nn.Identity(), (0.5,) * 3, (0.2,) * 3)(torch.rand(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="std must be positive"):
+        PixelInput(torch.nn.Identity(), (0.5,), (0.0,))
+
+
+def test_the_build_lock_makes_a_second_builder_wait(tmp_path):
+    import threading
+
+    entered = threading.Event()
+
+    def second_builder():
+        with zoo._build_lock(tmp_path / "run"):
+            entered.set()
+
+    with zoo._build_lock(tmp_path / "run"):
+        waiter = threading.Thread(target=second_builder)
+        waiter.start()
+        assert not entered.wait(0.5), "a second builder entered while the first held the lock"
+    waiter.join(5)
+    assert entered.is_set()
+
+
 def test_the_cache_key_changes_with_settings_seed_and_code(tiny_recipe, tiny_faces_home, monkeypatch):
     folder, _ = zoo.run_folder("simplenet_fakes", "quick", tiny_faces_home)
     assert zoo.run_folder("simplenet_fakes", "quick", tiny_faces_home, seed=1)[0] != folder

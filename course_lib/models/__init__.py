@@ -74,6 +74,7 @@ def get_nof_params(model: nn.Module) -> int:
 
 from .mnist_cnn import MnistCNN  # noqa: E402  (each import registers the file's recipes)
 from .mnist_mlp import MnistMLP  # noqa: E402
+from .pixel_input import PixelInput  # noqa: E402
 from .planted_patch import PlantedPatchNet  # noqa: E402
 from .simplenet import SimpleNet  # noqa: E402
 from .xception import get_xception_based_model  # noqa: E402
@@ -84,5 +85,5 @@ register_model("MnistCNN", MnistCNN)
 register_model("MnistMLP", MnistMLP)
 register_model("PlantedPatchNet", PlantedPatchNet)
 
-__all__ = ["MODELS", "MnistCNN", "MnistMLP", "PlantedPatchNet", "SimpleNet", "get_model", "get_nof_params",
+__all__ = ["MODELS", "MnistCNN", "MnistMLP", "PixelInput", "PlantedPatchNet", "SimpleNet", "get_model", "get_nof_params",
            "get_xception_based_model", "load_detector", "register_model"]

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.faces import faces_splits
+from ..data.faces import MEAN, STD, faces_splits
 from ..train.recipes import Recipe, register
 from ..train.trainer import output_name
 
@@ -52,7 +52,8 @@ def _register_simplenet(short: str, dataset: str, quick_epochs: int) -> None:
         build=lambda settings: SimpleNet(), data=faces_splits(dataset),
         quick=dict(epochs=quick_epochs, batch_size=8, optimizer="Adam", lr=3e-4),
         full=dict(epochs=5, batch_size=32, optimizer="Adam", lr=1e-3),
-        run_name=lambda settings: output_name(dataset, "SimpleNet", settings["optimizer"])))
+        run_name=lambda settings: output_name(dataset, "SimpleNet", settings["optimizer"]),
+        input_normalisation=(MEAN, STD)))
 
 
 _register_simplenet("fakes", "fakes_dataset", 5)

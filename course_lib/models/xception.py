@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.faces import faces_splits
+from ..data.faces import MEAN, STD, faces_splits
 from ..train.recipes import Recipe, register
 from ..train.trainer import output_name
 
@@ -78,4 +78,5 @@ register(Recipe(
     data=faces_splits("synthetic_dataset"),
     quick=dict(epochs=1, batch_size=16, optimizer="Adam", lr=1e-3, crop=64, pretrained=False),
     full=dict(epochs=2, batch_size=32, optimizer="Adam", lr=1e-3, crop=None, pretrained=True),
-    run_name=lambda settings: output_name("synthetic_dataset", "XceptionBased", settings["optimizer"])))
+    run_name=lambda settings: output_name("synthetic_dataset", "XceptionBased", settings["optimizer"]),
+    input_normalisation=(MEAN, STD)))

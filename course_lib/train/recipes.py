@@ -42,7 +42,7 @@ class Recipe:
     Attributes:
         name: the zoo name, e.g. "mnist_pgd".
         summary: one line for ``course models list``.
-        build: ``settings -> nn.Module``, a fresh model mapping pixels in [0, 1] to logits.
+        build: ``settings -> nn.Module``, a fresh model mapping the data's inputs to logits.
         data: ``(profile, settings, data_home, seed) -> Splits``.
         quick, full: the settings of each profile; they must hold ``epochs``,
             ``batch_size``, ``optimizer`` ("Adam" or "SGD") and ``lr``.
@@ -52,6 +52,11 @@ class Recipe:
         run_name: ``settings -> file stem`` of the history and checkpoint.
         start_from: another zoo name whose trained weights the model starts
             from (fine-tuning); its build is part of this one's cache key.
+        input_normalisation: ``(mean, std)`` per channel when the data hands the
+            model normalised images (the course's face detectors); the zoo's
+            ``trained_model`` then puts it inside (``models.PixelInput``), so
+            every zoo model it returns takes pixels in [0, 1]. None when the
+            model already takes pixels (the MNIST models normalise inside).
     """
 
     name: str
@@ -64,6 +69,7 @@ class Recipe:
     evaluate: Callable | None = None
     run_name: Callable[[dict], str] | None = None
     start_from: str | None = None
+    input_normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def settings(self, profile) -> dict:
         """The settings of ``profile`` (a name or a ``Profile``)."""

@@ -1,7 +1,9 @@
 """The model zoo: every trained model a chapter needs, trained once by the engine and cached.
 
 ``trained_model("mnist_pgd")`` returns the model in eval mode, mapping pixels in
-[0, 1] to logits. On a cache miss it trains the model with its recipe (see
+[0, 1] to logits (for the course's face detectors, trained on normalised images
+as in the course project, the normalisation is put inside; ``build(...).model``
+is the bare detector that takes what its ``splits`` give). On a cache miss it trains the model with its recipe (see
 ``recipes.py``) into ``DATA_HOME/models/<name>_<key>/``; a killed build
 resumes from its last finished epoch; later calls load the finished run. The
 folder holds the history (JSON), the best checkpoint, the resume state, and
@@ -31,7 +33,7 @@ class ZooModel:
     """A built zoo model with everything its build recorded."""
 
     name: str
-    model: nn.Module            # eval mode, on the requested device
+    model: nn.Module            # eval mode, on the requested device; takes the inputs ``splits`` gives
     history: dict               # per-epoch lists (see Engine.fit)
     metrics: dict               # the recipe's test metrics, computed once after training
     seconds: float              # training time of the build (the fit only)
@@ -40,6 +42,17 @@ class ZooModel:
     splits: object              # the data the model was trained and tested on (data.Splits)
     folder: Path
     built_now: bool             # False when it was loaded from the cache
+    input_normalisation: tuple | None = None  # (mean, std) of the inputs ``model`` expects, if normalised
+
+    @property
+    def pixel_model(self) -> nn.Module:
+        """The model taking pixels in [0, 1]: ``model`` itself, or ``model`` behind its normalisation."""
+        if self.input_normalisation is None:
+            return self.model
+        from ..models.pixel_input import PixelInput
+
+        mean, std = self.input_normalisation
+        return PixelInput(self.model, mean, std).to(next(self.model.parameters()).device).eval()
 
 
 def get_recipe(name: str) -> Recipe:
@@ -148,7 +161,8 @@ def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev
         model.load_state_dict(state["model"])
         history = json.loads((folder / f"{stem}.json").read_text())
         return ZooModel(name, model.to(dev).eval(), history, saved["metrics"], saved["seconds"],
-                        saved["eval_seconds"], settings, splits, folder, built_now=False)
+                        saved["eval_seconds"], settings, splits, folder, built_now=False,
+                        input_normalisation=recipe.input_normalisation)
     if recipe.start_from:  # fine-tuning: start from the other zoo model's trained weights
         start = build(recipe.start_from, profile, home, str(dev), seed, progress)
         model.load_state_dict(start.model.state_dict())
@@ -175,13 +189,14 @@ def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev
                                     "best_epoch": engine.best_epoch + 1, "epochs_run": len(history["seconds"]),
                                     "data": splits.identity, "torch": torch.__version__})
     return ZooModel(name, model, history, metrics, seconds, eval_seconds, settings, splits, folder,
-                    built_now=True)
+                    built_now=True, input_normalisation=recipe.input_normalisation)
 
 
 def trained_model(name: str, profile="quick", data_home=None, progress: bool | None = None,
                   device: str = "auto", seed: int = 0) -> nn.Module:
     """The trained zoo model ``name`` in eval mode: pixels in [0, 1] -> logits (normalisation inside).
 
-    Trains it on a cache miss (see ``build``), loads it otherwise.
+    Trains it on a cache miss (see ``build``), loads it otherwise. Every name
+    gives a pixel model: a face detector comes wrapped in ``models.PixelInput``.
     """
-    return build(name, profile, data_home, device, seed, progress).model
+    return build(name, profile, data_home, device, seed, progress).pixel_model
