@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -61,7 +62,9 @@ def report(name: str, rows: list[dict]) -> Path:
         print("  ".join(_fmt(row[c]).ljust(w) for c, w in zip(columns, widths)))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    record = {"machine": machine(), "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "command": " ".join(["python", *sys.argv]), "rows": rows}
+    path.write_text(json.dumps(record, indent=2))
     print(f"\nwritten to {path}")
     return path
 

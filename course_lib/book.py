@@ -17,6 +17,44 @@ from pathlib import Path
 from .runner import EXECUTED_DIR, NOTEBOOKS_DIR, REPO_ROOT, list_notebooks
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+BENCHMARK_RESULTS = REPO_ROOT / "benchmarks" / "results"
+# book/benchmarks.md holds this line; the staged copy has the tables in its place.
+BENCHMARK_MARKER = "<!-- benchmark tables -->"
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value).replace("|", "\\|")
+
+
+def benchmark_tables(results_dir=BENCHMARK_RESULTS) -> str:
+    """Markdown: one section per ``benchmarks/results/*.json``, its machine, command and table of rows."""
+    import json
+
+    paths = sorted(Path(results_dir).glob("*.json"))
+    if not paths:
+        return ("No benchmark has been run on this checkout yet: run the scripts in `benchmarks/` "
+                "(each writes `benchmarks/results/<name>.json`) and build the book again.")
+    sections = []
+    for path in paths:
+        record = json.loads(path.read_text())
+        rows = record.get("rows") or []
+        if not rows:
+            raise ValueError(f"{path} holds no rows; run its benchmark script again")
+        machine = record.get("machine", {})
+        where = (f"{machine.get('cuda') or 'CPU only'}, {machine.get('cpu_threads', '?')} CPU threads, "
+                 f"{machine.get('processor', '?')}, Python {machine.get('python', '?')}, "
+                 f"torch {machine.get('torch', '?')}")
+        columns = list(rows[0])
+        lines = [f"### `{path.stem}`", "",
+                 f"Measured on: {where}. Written: {record.get('written', 'before dates were recorded')}."]
+        if record.get("command"):
+            lines.append(f"Command: `{record['command']}`.")
+        lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections)
 
 
 def stage_book(executed_dir=EXECUTED_DIR, stage_dir=None, repo_root=REPO_ROOT) -> Path:
@@ -40,6 +78,10 @@ def stage_book(executed_dir=EXECUTED_DIR, stage_dir=None, repo_root=REPO_ROOT) -
         raise FileNotFoundError(
             f"no executed copy of {', '.join(missing)} in {executed_dir}; run "
             "`course notebooks run` (or `make book`) first")
+    page = stage / "book" / "benchmarks.md"
+    if page.is_file():
+        page.write_text(page.read_text().replace(
+            BENCHMARK_MARKER, benchmark_tables(repo_root / "benchmarks" / "results")))
     return stage
 
 

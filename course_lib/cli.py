@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     book = sub.add_parser("book", help="build the HTML book from executed notebooks")
     book.add_argument("--executed", default=None, help="folder of executed notebooks")
     book.set_defaults(leaf_parser=book, func=cmd_book)
+
+    repository = sub.add_parser("set-repository",
+                                help="point the book's launch buttons and the notebooks' install cells at a URL")
+    repository.add_argument("url", help="https URL of the course repository, e.g. https://github.com/org/kit")
+    repository.set_defaults(leaf_parser=repository, func=cmd_set_repository)
     return parser
 
 
@@ -276,6 +281,14 @@ def cmd_book(args) -> int:
     from .runner import EXECUTED_DIR
 
     print(f"==> Book written to {build_book(args.executed or EXECUTED_DIR)}/index.html")
+    return 0
+
+
+def cmd_set_repository(args) -> int:
+    from .launch import set_repository
+
+    changed = set_repository(args.url)
+    print(f"repository set to {args.url} in {len(changed)} files (_config.yml and every notebook's install cell)")
     return 0
 
 

@@ -37,6 +37,11 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     return _atomic_write(path, lambda handle: handle.write(data))
 
 
+def atomic_write_text(path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
 def atomic_write_json(path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())

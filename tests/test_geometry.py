@@ -206,3 +206,18 @@ def test_bad_arguments_are_named():
         symmetry(Scale(1.0), x, [0], [1.0], directions=1)
     with pytest.raises(ValueError, match="high > low"):
         MinMax(1.0, 1.0)
+
+
+def test_each_measure_makes_one_forward_pass_per_sample_and_radius():
+    calls = []
+    model = Flat(nn.Linear(16, 3))
+    model.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    x, y = torch.rand(2, 1, 4, 4), torch.tensor([0, 1])
+    isotropy(model, x, y, RADII, directions=9)
+    assert calls == [9] * 6  # 2 samples x 3 radii, all 9 directions in one batch
+    calls.clear()
+    topology(model, x, RADII, ["layer", "logits"], copies=5, permutations=9)
+    assert calls == [5] * 6  # both layers read from the same pass
+    calls.clear()
+    local_lipschitz(model, x, RADII, "logits", (MinMax(0, 1), MinMax(-1, 1)), directions=4)
+    assert calls == [1, 4, 4, 4] * 2  # the clean image, then one pass per radius

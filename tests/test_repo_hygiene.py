@@ -66,3 +66,25 @@ def test_environment_yml_matches_pyproject():
     assert listed == wanted, f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
     assert {"torch", "cleverhans", "grad-cam", "timm", "jupyter-book", "papermill", "nbval"} <= {
         _name(r) for r in wanted}
+
+
+CODE_COLUMN = 80  # characters the book's code column shows at the default theme width without scrolling
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_code_fits_the_book_column(path):
+    nb = nbformat.read(path, as_version=4)
+    long = [f"cell {i}: {line!r}" for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for line in cell.source.splitlines() if len(line) > CODE_COLUMN]
+    assert not long, f"{path.name}: {len(long)} code lines over {CODE_COLUMN} characters:\n" + "\n".join(long)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_installs_the_kit_from_the_books_repository(path):
+    from course_lib.launch import install_cell, install_cell_source, repository_url
+
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[1] is install_cell(nb), f"{path.name}: the install cell follows the parameters cell"
+    assert code[1].source == install_cell_source(repository_url()), \
+        f"{path.name}: install cell differs from _config.yml's repository; run `course set-repository URL`"
