@@ -88,3 +88,17 @@ def test_notebook_installs_the_kit_from_the_books_repository(path):
     assert code[1] is install_cell(nb), f"{path.name}: the install cell follows the parameters cell"
     assert code[1].source == install_cell_source(repository_url()), \
         f"{path.name}: install cell differs from _config.yml's repository; run `course set-repository URL`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_reads_as_a_lesson(path):
+    """Learning goals on top, exercises near the end, and a last cell that times the run."""
+    nb = nbformat.read(path, as_version=4)
+    assert "**Learning goals.**" in nb.cells[0].source, f"{path.name}: state the learning goals first"
+    headings = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()
+                if line.startswith("## ")]
+    assert any(h in ("## Exercises", "## Try it") for h in headings), f"{path.name}: end with exercises"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "chapter_start = time.perf_counter()" in code[2].source, f"{path.name}: start the clock"
+    assert "time.perf_counter() - chapter_start" in code[-1].source and "PROFILE" in code[-1].source, \
+        f"{path.name}: the last cell reports the profile and the run time"
