@@ -1,7 +1,10 @@
-"""The rendered book in a real browser: every page loads and every figure decodes.
+"""The rendered book in a real browser: every page loads, every figure decodes, nothing shows an error.
 
-Headless Chromium opens each notebook page through a same-origin harness
-served on localhost, and reports images that did not load (naturalWidth 0).
+Headless Chromium opens each page through a same-origin harness served on
+localhost and reports what a reader would see: images that did not load
+(naturalWidth 0), tracebacks or error outputs, the links of the navigation, and
+the launch and download buttons. A screenshot of each page is kept under
+``_build/screenshots/`` for a person to look at.
 """
 from __future__ import annotations
 
@@ -28,8 +31,16 @@ document.getElementById("page").addEventListener("load", () => setTimeout(() => 
   const doc = document.getElementById("page").contentDocument;
   const images = Array.from(doc.images);
   const broken = images.filter(im => !im.complete || im.naturalWidth === 0).map(im => im.src);
-  const report = {{title: doc.title, images: images.length, broken: broken,
-                  text: doc.body.innerText.length}};
+  const text = doc.body.innerText;
+  const hrefs = Array.from(doc.querySelectorAll("a[href]")).map(a => a.getAttribute("href"));
+  const report = {{title: doc.title, images: images.length, broken: broken, text: text.length,
+                  traceback: text.includes("Traceback (most recent call last)"),
+                  errors: doc.querySelectorAll(".output.error, .output.traceback, .output.stderr").length,
+                  nav: Array.from(doc.querySelectorAll("nav a[href], .bd-sidebar a[href]"))
+                            .map(a => a.getAttribute("href")),
+                  colab: hrefs.some(h => h.includes("colab.research.google.com")),
+                  binder: hrefs.some(h => h.includes("mybinder.org")),
+                  download: doc.querySelectorAll(".btn-download-source-button, a[href$='.ipynb']").length}};
   document.body.setAttribute("data-report", JSON.stringify(report));
 }}, 1500));
 </script></body></html>"""
@@ -67,11 +78,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("page", ["book/intro.html"] + [f"notebooks/{p.stem}.html"
-                                                        for p in list_notebooks(REPO / "notebooks")])
-def test_page_renders_with_all_figures(served_book, page):
-    root, base = served_book
+CHAPTERS = [f"notebooks/{p.stem}.html" for p in list_notebooks(REPO / "notebooks")]
+BOOK_PAGES = [f"book/{p.stem}.html" for p in sorted((REPO / "book").glob("*.md"))]
+SCREENSHOTS = REPO / "_build" / "screenshots"
+
+
+def _report(root: Path, base: str, page: str) -> dict:
     harness = f"check_{re.sub(r'[^a-z0-9]+', '_', page)}.html"
     (root / harness).write_text(HARNESS.format(page=page))
     with tempfile.TemporaryDirectory() as profile:
@@ -79,8 +91,39 @@ def test_page_renders_with_all_figures(served_book, page):
                               f"{base}/{harness}"], capture_output=True, text=True, timeout=120).stdout
     match = re.search(r'data-report="([^"]*)"', dom)
     assert match, f"the harness did not report for {page}; DOM: {dom[:500]}"
-    report = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def _screenshot(base: str, page: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{re.sub(r'[^a-z0-9]+', '_', page)}.png"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,2400",
+                        "--hide-scrollbars", f"--screenshot={path}", f"{base}/book/{page}"],
+                       capture_output=True, text=True, timeout=120)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", BOOK_PAGES + CHAPTERS)
+def test_page_renders_with_all_figures_and_no_errors(served_book, page):
+    root, base = served_book
+    report = _report(root, base, page)
     assert report["text"] > 500, f"{page} rendered almost no text: {report}"
     assert report["broken"] == [], f"{page}: images that did not load: {report['broken']}"
-    if page.startswith("notebooks/"):
+    assert not report["traceback"] and report["errors"] == 0, f"{page} shows an error output: {report}"
+    if page in CHAPTERS:
         assert report["images"] >= 2, f"{page} shows no figures: {report}"
+        assert report["colab"] and report["binder"], f"{page} has no Colab or Binder launch button: {report}"
+        assert report["download"] > 0, f"{page} has no download button: {report}"
+        shot = _screenshot(base, page)
+        assert shot.is_file() and shot.stat().st_size > 20_000, f"no real screenshot of {page} at {shot}"
+
+
+@pytest.mark.slow
+def test_the_navigation_reaches_every_chapter(served_book):
+    root, base = served_book
+    nav = _report(root, base, "book/intro.html")["nav"]
+    targets = {href.split("#")[0].lstrip("./").replace("../", "") for href in nav}
+    missing = [page for page in CHAPTERS + BOOK_PAGES if page not in targets and page != "book/intro.html"]
+    assert not missing, f"the navigation of the intro page does not link to {missing}; it links to {sorted(targets)}"

@@ -102,3 +102,18 @@ def test_notebook_reads_as_a_lesson(path):
     assert "chapter_start = time.perf_counter()" in code[2].source, f"{path.name}: start the clock"
     assert "time.perf_counter() - chapter_start" in code[-1].source and "PROFILE" in code[-1].source, \
         f"{path.name}: the last cell reports the profile and the run time"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_figure_has_a_caption_and_every_named_one_is_referred_to(path):
+    nb = nbformat.read(path, as_version=4)
+    prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or "plt.show()" not in cell.source:
+            continue
+        if "interactive_figure(" in cell.source:  # a live figure: its markdown introduces it
+            continue
+        figure = cell.metadata.get("mystnb", {}).get("figure", {})
+        assert figure.get("caption"), f"{path.name} cell {i}: add metadata mystnb.figure.caption"
+        if figure.get("name"):
+            assert f"{{numref}}`{figure['name']}`" in prose, f"{path.name}: refer to {figure['name']} by number"
