@@ -8,7 +8,10 @@ close each gets to the floor of one forward plus one input-only backward pass
 per step. It also checks that the kit's adversarial examples equal
 cleverhans's for the same seed. Writes benchmarks/results/attacks.json.
 
-Usage: .venv/bin/python benchmarks/attacks.py [--device cuda] [--model mnist|resnet18] [--runs 5]
+EOT-PGD rows (``--eot 2 4``) average n gradients per step; their floor share
+counts n forward and n input-only backward passes per step.
+
+Usage: .venv/bin/python benchmarks/attacks.py [--device cuda] [--model mnist|resnet18] [--runs 5] [--eot 2 4]
 """
 from __future__ import annotations
 
@@ -61,6 +64,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--eot", type=int, nargs="*", default=[2, 4],
+                        help="EOT sample counts to time (each step: n forward and n input-backward passes)")
     args = parser.parse_args()
     device = get_device(args.device)
     model, x, y = _model_and_batch(args.model, args.batch, device)
@@ -79,6 +84,8 @@ def main() -> None:
             model, x, EPS, STEP, args.steps, np.inf, clip_min=0.0, clip_max=1.0, y=y, sanity_checks=False),
         "kit": lambda: pgd(model, x, y, EPS, STEP, args.steps),
     }
+    for n in args.eot:  # expectation over transformation: n gradients averaged per step
+        candidates[f"kit EOT-{n}"] = lambda n=n: pgd(model, x, y, EPS, STEP, args.steps, eot_samples=n)
     try:
         import torchattacks
 
@@ -99,12 +106,14 @@ def main() -> None:
     rows = []
     for name, values in times.items():
         elapsed = statistics.median(values)
+        samples = int(name.split("EOT-")[1]) if "EOT-" in name else 1  # an EOT step's floor is n passes
         rows.append({"device": device.type, "model": args.model, "batch": args.batch, "steps": args.steps,
-                     "attack": name, "img_s": args.batch / elapsed, "speedup_vs_cleverhans": base / elapsed,
-                     "floor_share": floor_s / elapsed})
+                     "attack": name, "eot": samples, "img_s": args.batch / elapsed,
+                     "ms_per_img": 1000 * elapsed / args.batch, "speedup_vs_cleverhans": base / elapsed,
+                     "floor_share": samples * floor_s / elapsed})
     rows.append({"device": device.type, "model": args.model, "batch": args.batch, "steps": args.steps,
-                 "attack": "floor (fwd + input bwd)", "img_s": args.batch / floor_s,
-                 "speedup_vs_cleverhans": base / floor_s, "floor_share": 1.0})
+                 "attack": "floor (fwd + input bwd)", "eot": 1, "img_s": args.batch / floor_s,
+                 "ms_per_img": 1000 * floor_s / args.batch, "speedup_vs_cleverhans": base / floor_s, "floor_share": 1.0})
     report(f"attacks_{args.model}_{device.type}", rows)
     print(f"kit vs cleverhans, same seed: max |difference| = {max_difference:.2e}")
 

@@ -112,11 +112,30 @@ def loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return grad
 
 
+def eot_gradient(gradient: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] = loss_gradient,
+                 samples: int = 1) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Expectation over transformation (Athalye et al.): ``gradient`` averaged over ``samples`` calls.
+
+    Each call runs the model forward again, so a randomised defence draws new
+    randomness every time; the average estimates the gradient of the expected loss.
+    """
+    if samples < 1:
+        raise ValueError(f"eot samples must be >= 1, got {samples}")
+
+    def averaged(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        total = gradient(model, x, y)
+        for _ in range(samples - 1):
+            total = total + gradient(model, x, y)
+        return total / samples
+
+    return averaged
+
+
 def pgd(model: nn.Module, x: torch.Tensor, y, eps: float, step: float, steps: int,
         restarts: int = 1, rand_init: bool = True, targeted: bool = False,
         generator: torch.Generator | None = None,
         gradient: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] = loss_gradient,
-        ) -> torch.Tensor:
+        eot_samples: int = 1) -> torch.Tensor:
     """Projected gradient descent (Madry et al.), L-infinity.
 
     The kit runs the iteration itself, so that the gradient can be replaced
@@ -134,6 +153,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y, eps: float, step: float, steps: in
         generator: draws the random starts (on x's device); None uses torch's
             global RNG, as cleverhans does.
         gradient: ``f(model, x_adv, y) -> d loss / d x_adv``; see ``loss_gradient``.
+        eot_samples: average the gradient over this many forward passes per
+            step (``eot_gradient``), for a randomised defence; 1 is plain PGD.
 
     Returns:
         (B, ...) adversarial examples in [0, 1], within eps of x, detached.
@@ -144,6 +165,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y, eps: float, step: float, steps: in
     if eps == 0 or steps == 0 and not rand_init:
         return x.detach().clone()
     x = x.detach()
+    if eot_samples != 1:
+        gradient = eot_gradient(gradient, eot_samples)
     sign = -1.0 if targeted else 1.0
     best, best_loss = None, None
     with frozen_eval(model):

@@ -228,3 +228,42 @@ def test_a_fine_tuned_zoo_model_starts_from_the_trained_one(monkeypatch, tmp_pat
     before = zoo.run_folder("toy_tuned", "quick", tmp_path)[0]
     _toy_recipes(monkeypatch, base_lr=5e-2)  # another base recipe: the fine-tuned model's key changes too
     assert zoo.run_folder("toy_tuned", "quick", tmp_path)[0] != before
+
+
+def test_an_assembled_zoo_model_takes_its_trained_components_and_trains_nothing(monkeypatch, tmp_path):
+    from torch import nn
+
+    _toy_recipes(monkeypatch)
+    base_recipe = RECIPES["toy_base"]
+    pair = recipes.Recipe("toy_pair", "two copies of toy_base", build=lambda s: nn.ModuleList(
+        [nn.Linear(4, 2), nn.Linear(4, 2)]), data=base_recipe.data,
+        quick=dict(epochs=0, batch_size=8, optimizer="SGD", lr=0.0), full={},
+        components={"0": "toy_base", "1": "toy_base"}, evaluate=lambda model, splits, settings: {"parts": 2})
+    monkeypatch.setitem(RECIPES, "toy_pair", pair)
+    base = zoo.build("toy_base", "quick", tmp_path, device="cpu")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("an assembled model trains nothing")
+
+    monkeypatch.setattr(Engine, "fit", no_training)
+    built = zoo.build("toy_pair", "quick", tmp_path, device="cpu")
+    assert built.built_now and built.metrics == {"parts": 2} and built.seconds == 0.0
+    for part in built.model:
+        for key, value in base.model.state_dict().items():
+            assert torch.equal(part.state_dict()[key], value)
+    again = zoo.build("toy_pair", "quick", tmp_path, device="cpu")  # loaded from its own checkpoint
+    assert not again.built_now and torch.equal(again.model[1].weight, base.model.weight)
+    before = zoo.run_folder("toy_pair", "quick", tmp_path)[0]
+    _toy_recipes(monkeypatch, base_lr=5e-2)  # a component built another way: the assembly's key changes
+    assert zoo.run_folder("toy_pair", "quick", tmp_path)[0] != before
+
+
+def test_the_defences_are_zoo_models_built_from_the_baseline():
+    names = set(zoo.zoo_names())
+    assert {"mnist_dunet", "mnist_dunet_pixel", "mnist_dunet_logit", "mnist_dunet_label", "mnist_random_resize_pad",
+            "mnist_bit_depth", "mnist_ensemble"} <= names
+    assert zoo.get_recipe("mnist_dunet").components == {"classifier": "mnist_baseline"}
+    assert zoo.get_recipe("mnist_bit_depth").settings("quick")["epochs"] == 0
+    assert set(zoo.get_recipe("mnist_ensemble").components.values()) == {"mnist_dunet", "mnist_alp", "mnist_clp"}
+    full = zoo.get_recipe("mnist_dunet").settings("full")
+    assert full["encoder_widths"] == (64, 128, 256, 256, 256) and full["decoder_blocks"] == (2, 3, 3, 3)

@@ -74,6 +74,7 @@ def get_nof_params(model: nn.Module) -> int:
 
 from .mnist_cnn import MnistCNN  # noqa: E402  (each import registers the file's recipes)
 from .mnist_mlp import MnistMLP  # noqa: E402
+from . import mnist_defences  # noqa: E402,F401  (the inference-time defences' recipes)
 from .pixel_input import PixelInput  # noqa: E402
 from .planted_patch import PlantedPatchNet  # noqa: E402
 from .simplenet import SimpleNet  # noqa: E402

@@ -52,6 +52,11 @@ class Recipe:
         run_name: ``settings -> file stem`` of the history and checkpoint.
         start_from: another zoo name whose trained weights the model starts
             from (fine-tuning); its build is part of this one's cache key.
+        components: ``{submodule: zoo name}``: parts of the model whose trained
+            weights come from other zoo models before training (a denoiser's
+            fixed classifier, an ensemble's members); their builds are part of
+            the cache key. A recipe with ``epochs`` 0 trains nothing: the zoo
+            assembles the model from its components and measures it.
         input_normalisation: ``(mean, std)`` per channel when the data hands the
             model normalised images (the course's face detectors); the zoo's
             ``trained_model`` then puts it inside (``models.PixelInput``), so
@@ -70,6 +75,7 @@ class Recipe:
     run_name: Callable[[dict], str] | None = None
     start_from: str | None = None
     input_normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    components: dict[str, str] = field(default_factory=dict)
 
     def settings(self, profile) -> dict:
         """The settings of ``profile`` (a name or a ``Profile``)."""

@@ -92,9 +92,13 @@ def run_folder(name: str, profile="quick", data_home_path=None, seed: int = 0) -
     code, _ = code_digest(recipe.build, recipe.data, recipe.plan, recipe.evaluate, model, Engine,
                           plan.objective, plan.batches, *plan.callbacks)
     start = run_folder(recipe.start_from, profile, data_home_path, seed)[0].name if recipe.start_from else None
-    key = json.dumps({"name": name, "settings": settings, "seed": seed, "data": splits.identity,
-                      "code": code, "torch": torch.__version__, "start_from": start},
-                     sort_keys=True, default=str)
+    parts = {part: run_folder(zoo_name, profile, data_home_path, seed)[0].name
+             for part, zoo_name in recipe.components.items()}
+    identity = {"name": name, "settings": settings, "seed": seed, "data": splits.identity,
+                "code": code, "torch": torch.__version__, "start_from": start}
+    if parts:  # only recipes that have components add the key, so the others keep their folders
+        identity["components"] = parts
+    key = json.dumps(identity, sort_keys=True, default=str)
     return home / "models" / f"{name}_{hashlib.sha256(key.encode()).hexdigest()[:16]}", splits
 
 
@@ -166,6 +170,11 @@ def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev
     if recipe.start_from:  # fine-tuning: start from the other zoo model's trained weights
         start = build(recipe.start_from, profile, home, str(dev), seed, progress)
         model.load_state_dict(start.model.state_dict())
+    for part, zoo_name in recipe.components.items():  # trained parts from other zoo models
+        trained = build(zoo_name, profile, home, str(dev), seed, progress)
+        model.get_submodule(part).load_state_dict(trained.model.state_dict())
+    if settings["epochs"] == 0:
+        return _assemble(recipe, name, model.to(dev), folder, splits, settings, seed, stem)
     plan = _plan(recipe, settings, splits, home)
     optimizer = make_optimizer(settings["optimizer"], model.parameters(), settings["lr"],
                                weight_decay=settings.get("weight_decay", 0.0))
@@ -190,6 +199,27 @@ def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev
                                     "data": splits.identity, "torch": torch.__version__})
     return ZooModel(name, model, history, metrics, seconds, eval_seconds, settings, splits, folder,
                     built_now=True, input_normalisation=recipe.input_normalisation)
+
+
+def _assemble(recipe: Recipe, name: str, model: nn.Module, folder: Path, splits, settings: dict, seed: int,
+              stem: str) -> ZooModel:
+    """A zoo model made only of trained components: saved as it is, measured, no training."""
+    from ..io import atomic_torch_save
+
+    model.eval()
+    atomic_torch_save(folder / f"{stem}.pt", {"model": model.state_dict(), "epoch": -1})
+    atomic_write_json(folder / f"{stem}.json", {})
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    metrics = recipe.evaluate(model, splits, settings) if recipe.evaluate is not None else {}
+    eval_seconds = time.perf_counter() - start
+    atomic_write_json(folder / "result.json", {"name": name, "settings": settings, "seed": seed,
+                                               "metrics": metrics, "seconds": 0.0, "eval_seconds": eval_seconds,
+                                               "best_epoch": 0, "epochs_run": 0, "data": splits.identity,
+                                               "torch": torch.__version__})
+    print(f"zoo: assembled {name} ({recipe.summary}) from {', '.join(recipe.components.values())}", flush=True)
+    return ZooModel(name, model, {}, metrics, 0.0, eval_seconds, settings, splits, folder, built_now=True,
+                    input_normalisation=recipe.input_normalisation)
 
 
 def trained_model(name: str, profile="quick", data_home=None, progress: bool | None = None,

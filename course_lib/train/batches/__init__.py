@@ -6,6 +6,7 @@ To add one, copy ``clean.py``: subclass ``BatchMaker`` and write ``__call__``
 from .attack import AttackBatches
 from .base import BatchMaker
 from .clean import CleanBatches
+from .denoiser_pairs import DenoiserPairs
 from .static import StaticAugmentation, adversarial_dataset
 
-__all__ = ["AttackBatches", "BatchMaker", "CleanBatches", "StaticAugmentation", "adversarial_dataset"]
+__all__ = ["AttackBatches", "BatchMaker", "CleanBatches", "DenoiserPairs", "StaticAugmentation", "adversarial_dataset"]

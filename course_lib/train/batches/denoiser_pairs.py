@@ -1,0 +1,40 @@
+"""Training pairs for a denoiser (HGD): adversarial images made against the fixed classifier, with their clean twins."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import TensorDataset
+
+from ..engine import Batch
+from .base import BatchMaker
+from .static import adversarial_dataset
+
+
+class DenoiserPairs(BatchMaker):
+    """Every training image paired with its adversarial twin under each of ``attacks``.
+
+    HGD trains its denoiser on examples of several attacks and budgets made
+    against the target classifier; here each attack recipe (e.g. FGSM at eps
+    0.1, 0.2, 0.3 and PGD at 0.3) is run once, before training, against the
+    submodule ``target`` of the model (``defences.Denoised.classifier``), and
+    cached in ``cache_dir``. Batches hold ``x`` = adversarial, ``clean`` = its twin.
+    """
+
+    def __init__(self, attacks, cache_dir=None, target: str = "classifier"):
+        if not attacks:
+            raise ValueError("give at least one attack recipe, e.g. [FGSMAttack(0.3)]")
+        self.attacks, self.cache_dir, self.target = list(attacks), cache_dir, target
+
+    def dataset(self, engine, train: TensorDataset) -> TensorDataset:
+        classifier = engine.model.get_submodule(self.target)
+        x, y = train.tensors
+        twins = [adversarial_dataset(classifier, train, attack, self.cache_dir,
+                                     generator=engine.attack_generator).tensors[0] for attack in self.attacks]
+        n = len(self.attacks)
+        return TensorDataset(x.repeat(n, *[1] * (x.ndim - 1)), torch.cat(twins), y.repeat(n))
+
+    def __call__(self, engine, loaded: tuple) -> Batch:
+        clean, adv, y = loaded
+        return Batch(x=adv, y=y, clean=clean)
+
+    def __repr__(self) -> str:
+        return f"DenoiserPairs({self.attacks!r}, target={self.target!r})"

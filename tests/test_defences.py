@@ -1,0 +1,196 @@
+"""Inference-time defences and the adaptive attacks against them: answers known by hand."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from course_lib.attacks import eot_gradient, loss_gradient, pgd
+from course_lib.defences import (BPDA, BitDepth, Denoised, DUNet, Ensemble, Preprocessed, RandomResizePad,
+                                 Randomised, bpda)
+from course_lib.train.engine import Batch
+from course_lib.train.objectives import FeatureGuided, LabelGuided, LogitGuided, PixelGuided
+
+SMALL = dict(encoder_widths=(4, 8, 8), encoder_blocks=(1, 1, 1), decoder_widths=(4, 8), decoder_blocks=(1, 1))
+
+
+def test_dunet_keeps_the_shape_and_is_the_identity_without_its_residual():
+    net = DUNet(1, **SMALL)
+    for side in (28, 27, 32):  # odd sizes too: the decoder upsamples to each lateral's size
+        x = torch.rand(2, 1, side, side)
+        assert net(x).shape == x.shape
+    nn.init.zeros_(net.to_image.weight)
+    nn.init.zeros_(net.to_image.bias)
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.equal(net(x), x)
+    assert not torch.equal(DUNet(1, **SMALL)(x), x)  # an untrained residual does change the image
+    with pytest.raises(ValueError, match="one stage fewer"):
+        DUNet(1, (4, 8), (1, 1), (4, 8), (1, 1))
+
+
+class Halve(nn.Module):
+    """A 'denoiser' with a known output: x / 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return x / 2 + self.dummy
+
+
+class TinyClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(2, 2, bias=False)
+        self.fc2 = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.fc1.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+            self.fc2.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, -1.0]]))
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x.flatten(1)))
+
+
+def test_each_guided_loss_equals_its_hand_computed_value():
+    model = Denoised(Halve(), TinyClassifier())
+    adv = torch.tensor([[4.0, 2.0]])
+    clean = torch.tensor([[1.0, 1.0]])
+    y = torch.tensor([1])
+    batch = Batch(x=adv, y=y, clean=clean)
+    # denoised = [2, 1]; pixel L1 to [1, 1]: (1 + 0) / 2
+    assert PixelGuided()(model, batch)[0].item() == pytest.approx(0.5)
+    # fc1(denoised) = [2, 3], fc1(clean) = [1, 2]: (1 + 1) / 2
+    assert FeatureGuided("fc1")(model, batch)[0].item() == pytest.approx(1.0)
+    # logits: fc2([2, 3]) = [4, -3], fc2([1, 2]) = [2, -2]: (2 + 1) / 2
+    assert LogitGuided()(model, batch)[0].item() == pytest.approx(1.5)
+    # cross-entropy of logits [4, -3] for class 1: log(1 + e^7)
+    assert LabelGuided()(model, batch)[0].item() == pytest.approx(torch.log1p(torch.exp(torch.tensor(7.0))).item())
+    loss, metrics = FeatureGuided("fc1")(model, batch)
+    loss.backward()
+    assert model.denoiser.dummy.grad is not None and model.classifier.fc1.weight.grad is None  # frozen target
+    assert metrics["acc"] == 0.0
+    with pytest.raises(ValueError, match="clean twins"):
+        PixelGuided()(model, Batch(x=adv, y=y))
+
+
+def test_the_frozen_classifier_stays_in_eval_mode():
+    model = Denoised(DUNet(1, **SMALL), nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(784, 10)))
+    model.train()
+    assert model.denoiser.training and not model.classifier.training
+    assert not any(p.requires_grad for p in model.classifier.parameters())
+
+
+def test_random_resize_pad_keeps_the_size_and_draws_from_its_generator():
+    x = torch.rand(4, 1, 28, 28)
+    outputs = [RandomResizePad(28, 20, torch.Generator().manual_seed(s))(x) for s in (0, 0, 1, 2, 3)]
+    assert all(o.shape == x.shape for o in outputs)
+    assert torch.equal(outputs[0], outputs[1])
+    assert any(not torch.equal(outputs[0], o) for o in outputs[2:])
+    layer = RandomResizePad(28, 20, torch.Generator().manual_seed(0)).eval()
+    assert not torch.equal(layer(x), layer(x))  # a new draw at every forward pass, in eval mode too
+    with pytest.raises(ValueError, match="expects 28x28"):
+        layer(torch.rand(1, 1, 32, 32))
+
+
+def test_randomised_averages_probabilities_over_draws():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    x = torch.rand(2, 1, 28, 28)
+    identity = Randomised(model, nn.Identity(), samples=4)
+    assert torch.allclose(identity(x).exp(), torch.softmax(model(x), dim=1), atol=1e-6)
+
+
+def test_ensemble_rows_sum_to_the_number_of_models():
+    members = [nn.Sequential(nn.Flatten(), nn.Linear(16, 3)) for _ in range(3)]
+    ensemble = Ensemble(members)
+    x = torch.randn(5, 1, 4, 4) * 10
+    assert torch.allclose(ensemble.scores(x).sum(1), torch.full((5,), 3.0))
+    expected = sum(torch.softmax(m(x), dim=1) for m in members) / 3
+    assert torch.allclose(ensemble(x).exp(), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        Ensemble(members[:1])
+
+
+def test_bit_depth_masks_the_gradient_and_bpda_passes_the_identity_backwards():
+    x = torch.rand(3, 1, 4, 4, requires_grad=True)
+    weights = torch.randn(3, 1, 4, 4)
+    (BitDepth(1)(x) * weights).sum().backward()
+    assert torch.count_nonzero(x.grad) == 0  # rounding: zero gradient almost everywhere
+    x.grad = None
+    out = BPDA(BitDepth(1))(x)
+    assert torch.equal(out, BitDepth(1)(x))  # same forward pass
+    (out * weights).sum().backward()
+    assert torch.equal(x.grad, weights)  # the identity's backward pass
+
+
+def test_bpda_view_shares_the_weights_and_leaves_the_model_unchanged():
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    defended = Preprocessed(BitDepth(2), classifier)
+    view = bpda(defended, "preprocess")
+    assert isinstance(view.preprocess, BPDA) and isinstance(defended.preprocess, BitDepth)
+    assert view.model is classifier
+    x = torch.rand(4, 1, 4, 4)
+    assert torch.equal(view(x), defended(x))
+    y = torch.tensor([0, 1, 0, 1])
+    assert torch.count_nonzero(loss_gradient(defended, x, y)) == 0
+    assert torch.count_nonzero(loss_gradient(view, x, y)) > 0
+    with pytest.raises(ValueError, match="no child module 'squeeze'"):
+        bpda(defended, "squeeze")
+
+
+def test_eot_with_one_sample_is_plain_pgd_and_averages_otherwise():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    plain = pgd(model, x, y, 0.1, 0.02, 5, generator=torch.Generator().manual_seed(1))
+    eot = pgd(model, x, y, 0.1, 0.02, 5, generator=torch.Generator().manual_seed(1), eot_samples=1)
+    assert torch.equal(plain, eot)
+    draws = iter([torch.ones(4, 1, 28, 28), 3 * torch.ones(4, 1, 28, 28)])
+    averaged = eot_gradient(lambda m, a, b: next(draws), samples=2)(model, x, y)
+    assert torch.equal(averaged, 2 * torch.ones(4, 1, 28, 28))
+    with pytest.raises(ValueError, match="eot samples must be >= 1"):
+        eot_gradient(samples=0)
+
+
+def test_eot_breaks_a_randomised_model_better_than_one_draw():
+    """On a model whose prediction depends on random noise, one-draw gradients are noisier than EOT's."""
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+
+    class Noisy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x):
+            return self.linear(x + 2.0 * torch.randn_like(x))
+
+    x, y = torch.rand(64, 1, 4, 4), torch.zeros(64, dtype=torch.long)
+    true = loss_gradient(linear, x, y)
+    one = loss_gradient(Noisy(), x, y)
+    many = eot_gradient(samples=64)(Noisy(), x, y)
+    assert F.cosine_similarity(many.flatten(), true.flatten(), dim=0) > F.cosine_similarity(
+        one.flatten(), true.flatten(), dim=0)
+
+
+def test_adaptive_evaluation_sees_through_bit_depth_where_the_naive_attack_cannot():
+    from course_lib.adaptive import adaptive_evaluation
+
+    torch.manual_seed(0)
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    with torch.no_grad():  # class 1 when the top half is brighter than the bottom half
+        top_minus_bottom = torch.cat([torch.ones(8), -torch.ones(8)])
+        classifier[1].weight.copy_(torch.stack([-top_minus_bottom, top_minus_bottom]))
+        classifier[1].bias.zero_()
+    x = torch.cat([torch.full((8, 1, 2, 4), 0.2), torch.full((8, 1, 2, 4), 0.55)], dim=2)
+    x = torch.cat([x, x.flip(2)])
+    y = (x[:, 0, :2].mean((1, 2)) > x[:, 0, 2:].mean((1, 2))).long()  # 1: top brighter
+    defended = Preprocessed(BitDepth(2), classifier)
+    result = adaptive_evaluation(defended, x, y, eps=0.3, source=classifier,
+                                 attack_view=bpda(defended, "preprocess"), steps=10)
+    assert result["clean"] == 100.0
+    assert result["white-box"] == 100.0  # zero gradients: PGD never moves
+    assert result["adaptive"] < 50.0  # BPDA's gradient finds the flips
+    assert result["adaptive"] <= min(result["oblivious"], result["white-box"])
