@@ -45,3 +45,29 @@ def check_batch(samples: torch.Tensor, labels) -> torch.Tensor:
     if labels.dtype.is_floating_point:
         raise ValueError("labels must be integers (class indices)")
     return labels
+
+
+def forward_with_layers(model: nn.Module, x: torch.Tensor, layers) -> tuple[torch.Tensor, dict]:
+    """``(model(x), {name: output of model.get_submodule(name)})`` from one forward pass.
+
+    Forward hooks read the named submodules and are removed afterwards, also
+    after an error. The autograd graph is kept; callers that need no gradient
+    wrap the call in ``torch.no_grad()``. An unknown name is a ValueError that
+    lists the model's layers.
+    """
+    captured = {}
+    handles = []
+    try:
+        for name in layers:
+            try:
+                module = model.get_submodule(name)
+            except AttributeError as err:
+                names = [n for n, _ in model.named_modules() if n]
+                raise ValueError(f"model has no layer {name!r}; its layers: {', '.join(names)}") from err
+            handles.append(module.register_forward_hook(
+                lambda _module, _inputs, output, name=name: captured.__setitem__(name, output)))
+        logits = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return logits, captured

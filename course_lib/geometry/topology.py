@@ -17,7 +17,7 @@ from skbio import DistanceMatrix
 from skbio.stats.distance import mantel
 from torch import nn
 
-from ..model_state import frozen_eval
+from ..model_state import forward_with_layers, frozen_eval
 from .perturbations import sample_generator, sphere_perturbations
 from .scores import _check_radii
 
@@ -49,25 +49,12 @@ def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> d
     model applies after it) or "logits" for the model's output. Forward hooks
     read the layers; they are removed afterwards, also after an error.
     """
-    captured: dict[str, torch.Tensor] = {}
-    handles = []
-    for name in layers:
-        if name == LOGITS:
-            continue
-        try:
-            module = model.get_submodule(name)
-        except AttributeError as err:
-            names = [n for n, _ in model.named_modules() if n]
-            raise ValueError(f"model has no layer {name!r}; its layers: {', '.join(names)}, or "
-                             f"{LOGITS!r} for the output") from err
-        handles.append(module.register_forward_hook(
-            lambda _module, _inputs, output, name=name: captured.__setitem__(name, output)))
+    hooked = [name for name in layers if name != LOGITS]
     try:
         with frozen_eval(model), torch.no_grad():
-            logits = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+            logits, captured = forward_with_layers(model, x, hooked)
+    except ValueError as err:
+        raise ValueError(f"{err}, or {LOGITS!r} for the output") from err
     captured[LOGITS] = logits
     return {name: captured[name].detach().flatten(1).float().cpu() for name in layers}
 

@@ -10,8 +10,8 @@
 - ``mnist_ensemble``: the denoiser model, ALP and CLP, scores normalised and summed.
 
 The last three train nothing (``epochs`` 0): the zoo assembles them from the
-trained components. Every entry stores its clean test accuracy only: chapters 7
-and 8 measure them under attack, obliviously and adaptively.
+trained components. Every entry stores the zoo's default metric, clean test
+accuracy: chapters 7 and 8 measure them under attack, obliviously and adaptively.
 """
 from __future__ import annotations
 
@@ -36,15 +36,6 @@ DUNET_FULL = dict(DUNET_QUICK, epochs=10, encoder_widths=(64, 128, 256, 256, 256
                   pgd_step=0.01, pgd_steps=40)
 
 
-def clean_metrics(model, splits, settings: dict) -> dict:
-    """Clean test accuracy only: chapters 7 and 8 measure these under attack."""
-    from ..evaluation import accuracy
-
-    device = next(model.parameters()).device
-    x, y = (t.to(device) for t in splits.test.tensors)
-    return {"test_acc": accuracy(model, x, y)}
-
-
 def build_denoised(settings: dict) -> Denoised:
     """A fresh DUNet of the settings' sizes in front of a fresh MnistCNN (the zoo loads the baseline into it)."""
     dunet = DUNet(1, settings["encoder_widths"], settings["encoder_blocks"], settings["decoder_widths"],
@@ -64,7 +55,6 @@ for guide in GUIDES:
         name="mnist_dunet" if guide == "feature" else f"mnist_dunet_{guide}",
         summary=f"HGD denoiser ({guide}-guided) in front of the fixed baseline",
         build=build_denoised, data=mnist_splits, plan=denoiser_plan,
-        evaluate=clean_metrics,
         quick=dict(DUNET_QUICK, guide=guide), full=dict(DUNET_FULL, guide=guide),
         components={"classifier": "mnist_baseline"}))
 
@@ -76,18 +66,18 @@ register(Recipe(
     name="mnist_random_resize_pad", summary="baseline behind random resizing and padding (Xie et al.)",
     build=lambda settings: Randomised(MnistCNN(), RandomResizePad(28, settings["low"])), data=mnist_splits,
     quick=dict(ASSEMBLED, low=25), full=dict(ASSEMBLED, low=25),
-    evaluate=clean_metrics, components={"model": "mnist_baseline"}))
+    components={"model": "mnist_baseline"}))
 
 register(Recipe(
     name="mnist_bit_depth", summary="baseline behind 1-bit depth reduction (Xu et al.)",
     build=lambda settings: Preprocessed(BitDepth(settings["bits"]), MnistCNN()), data=mnist_splits,
     quick=dict(ASSEMBLED, bits=1), full=dict(ASSEMBLED, bits=1),
-    evaluate=clean_metrics, components={"model": "mnist_baseline"}))
+    components={"model": "mnist_baseline"}))
 
 register(Recipe(
     name="mnist_ensemble", summary="ensemble of the denoiser model, ALP and CLP (Defendr 4.4)",
     build=lambda settings: Ensemble([build_denoised(DUNET_QUICK if settings["dunet"] == "quick" else DUNET_FULL),
                                      MnistCNN(), MnistCNN()]),
     data=mnist_splits, quick=dict(ASSEMBLED, dunet="quick"), full=dict(ASSEMBLED, dunet="full"),
-    evaluate=clean_metrics, components={"members.0": "mnist_dunet", "members.1": "mnist_alp",
+    components={"members.0": "mnist_dunet", "members.1": "mnist_alp",
                                          "members.2": "mnist_clp"}))

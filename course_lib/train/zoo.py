@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..config import data_home, get_device, get_profile
+from ..evaluation import accuracy
 from ..io import atomic_write_json
 from .engine import Engine
 from .optimizers import make_optimizer
@@ -211,7 +212,11 @@ def _assemble(recipe: Recipe, name: str, model: nn.Module, folder: Path, splits,
     atomic_write_json(folder / f"{stem}.json", {})
     start = time.perf_counter()
     torch.manual_seed(seed)
-    metrics = recipe.evaluate(model, splits, settings) if recipe.evaluate is not None else {}
+    if recipe.evaluate is not None:
+        metrics = recipe.evaluate(model, splits, settings)
+    else:  # the same default as a trained model's: accuracy on the test split
+        x, y = (t.to(next(model.parameters()).device) for t in splits.test.tensors)
+        metrics = {"test_acc": accuracy(model, x, y)}
     eval_seconds = time.perf_counter() - start
     atomic_write_json(folder / "result.json", {"name": name, "settings": settings, "seed": seed,
                                                "metrics": metrics, "seconds": 0.0, "eval_seconds": eval_seconds,

@@ -15,19 +15,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...model_state import forward_with_layers
 from .base import Objective, batch_accuracy
 
 
 def layer_output(model: nn.Module, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(output of ``model``'s submodule ``layer``, logits) for one forward pass, keeping the graph."""
-    captured = {}
-    handle = model.get_submodule(layer).register_forward_hook(
-        lambda _module, _inputs, output: captured.__setitem__("out", output))
-    try:
-        logits = model(x)
-    finally:
-        handle.remove()
-    return captured["out"], logits
+    logits, captured = forward_with_layers(model, x, [layer])
+    return captured[layer], logits
 
 
 def _pairs(batch) -> tuple[torch.Tensor, torch.Tensor]:
