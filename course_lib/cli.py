@@ -1,4 +1,4 @@
-"""The ``course`` command: data, training, plots, saliency figures, notebooks and the book.
+"""The ``course`` command: data, training, plots, saliency figures, notebooks, the book and grading.
 
 Run ``course --help`` or ``course SUBCOMMAND --help`` for the flags.
 """
@@ -9,10 +9,10 @@ import io
 import sys
 from pathlib import Path
 
-from .config import PROFILES
-from .data.faces import DATASETS
-from .train.optimizers import OPTIMIZERS
-
+# The grading subcommands run where torch is heavy or absent: nothing at the top
+# of this module imports it; build_parser imports the ML modules only when the
+# command line asks for an ML subcommand (or for the full --help).
+GRADING_COMMANDS = ("assign", "grade", "feedback")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +35,8 @@ def _choice(kind: str, valid):
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
+    from .config import PROFILES
+
     p.add_argument("--profile", default="quick", type=_choice("profile", tuple(PROFILES)),
                    help="quick: offline stand-in data on the CPU; full: the course's dataset")
     p.add_argument("--data-home", default=None,
@@ -42,11 +44,19 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .models import MODELS
+def build_parser(grading_only: bool = False) -> argparse.ArgumentParser:
+    """The ``course`` parser; ``grading_only`` leaves out (and does not import) the ML subcommands."""
+    from .grading.cli import add_grading_commands
 
     parser = _Parser(prog="course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add_grading_commands(sub)
+    if grading_only:
+        return parser
+
+    from .data.faces import DATASETS
+    from .models import MODELS
+    from .train.optimizers import OPTIMIZERS
 
     data = sub.add_parser("data", help="prepare datasets")
     data_sub = data.add_subparsers(dest="dataset", required=True, parser_class=_Parser)
@@ -293,7 +303,9 @@ def cmd_set_repository(args) -> int:
 
 
 def main(argv=None) -> int:
-    args, unknown = build_parser().parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    grading_only = bool(argv) and argv[0] in GRADING_COMMANDS
+    args, unknown = build_parser(grading_only).parse_known_args(argv)
     if unknown:
         # Report an unknown flag against the subcommand, whose --help lists the valid ones.
         args.leaf_parser.error(f"unrecognized arguments: {' '.join(unknown)}")

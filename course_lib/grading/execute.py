@@ -1,0 +1,127 @@
+"""Run one notebook with nbclient and turn every way it can fail into a status.
+
+Used by ``course grade`` inside the sandbox (``python -m
+course_lib.grading.execute IN OUT STATUS ...``). Errors in a cell are kept
+as that cell's output and the next cells still run (a broken answer to one
+question costs that question only). The run stops, and says why, when a cell
+exceeds its time (``timeout``), the outputs exceed their cap (``output``),
+the kernel dies (``crashed``) or a cell runs out of memory (``memory``: the
+kernel survives a ``MemoryError``, so the run goes on and reports it).
+
+nbclient raises ``CellTimeoutError`` and ``DeadKernelError`` outside
+papermill's ``PapermillExecutionError``, and keeps every output in memory
+without a cap; both are handled here.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+MEMORY_MARKS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc")
+
+
+class OutputLimitExceeded(RuntimeError):
+    """The cell's outputs passed the cap given to ``CappedClient``."""
+
+
+def _size(content: dict) -> int:
+    size = len(content.get("text", ""))
+    for value in (content.get("data") or {}).values():
+        size += len(value) if isinstance(value, str) else len(json.dumps(value))
+    size += sum(len(line) for line in content.get("traceback", []))
+    return size
+
+
+class CappedClient(NotebookClient):
+    """An nbclient that stops a cell once all outputs together pass ``max_output_bytes``.
+
+    Past the cap, outputs are dropped (so the runner's memory stays bounded)
+    and the kernel is interrupted; the run then stops with ``OutputLimitExceeded``.
+    A kernel that ignores the interrupt runs on, silently, until its cell timeout.
+    """
+
+    def __init__(self, nb, max_output_bytes: int, **kwargs):
+        super().__init__(nb, **kwargs)
+        self.max_output_bytes = max_output_bytes
+        self.output_bytes = 0
+        self.flooded_cell: int | None = None
+
+    def process_message(self, msg, cell, cell_index):
+        if msg.get("msg_type") in ("stream", "display_data", "execute_result", "update_display_data"):
+            self.output_bytes += _size(msg.get("content", {}))
+        if self.output_bytes <= self.max_output_bytes:
+            return super().process_message(msg, cell, cell_index)
+        if self.flooded_cell is None:
+            self.flooded_cell = cell_index
+            interrupted = self.km.interrupt_kernel()
+            if asyncio.iscoroutine(interrupted):
+                asyncio.ensure_future(interrupted)
+        return None
+
+    async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
+        result = await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+        if self.flooded_cell is not None:
+            raise OutputLimitExceeded(
+                f"cell {self.flooded_cell} printed more than {self.max_output_bytes / 2**20:.1f} MB")
+        return result
+
+
+def memory_error_in(nb) -> int | None:
+    """Index of the first cell whose error output says memory ran out, or None."""
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error" and any(
+                    mark in f"{out.get('ename')}: {out.get('evalue')}" for mark in MEMORY_MARKS):
+                return i
+    return None
+
+
+def run(nb, cell_timeout: float, max_output_bytes: int, cwd: str) -> dict:
+    """Execute ``nb`` in place; returns ``{"status": ..., "reason": ...}``."""
+    client = CappedClient(nb, max_output_bytes, timeout=cell_timeout, allow_errors=True,
+                          kernel_name="python3", resources={"metadata": {"path": cwd}},
+                          record_timing=False)
+    status, reason = "ok", ""
+    try:
+        client.execute()
+    except CellTimeoutError as err:
+        if client.flooded_cell is not None:
+            status, reason = "output", f"cell {client.flooded_cell} printed more than the output cap"
+        else:
+            status, reason = "timeout", f"a cell ran longer than {cell_timeout:g} s ({str(err).splitlines()[0]})"
+    except OutputLimitExceeded as err:
+        status, reason = "output", str(err)
+    except DeadKernelError as err:
+        status, reason = "crashed", f"the kernel died ({err})"
+    if status == "ok":
+        cell = memory_error_in(nb)
+        if cell is not None:
+            status, reason = "memory", f"cell {cell} ran out of memory"
+    return {"status": status, "reason": reason}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebook")
+    parser.add_argument("output")
+    parser.add_argument("status")
+    parser.add_argument("--cell-timeout", type=float, default=60)
+    parser.add_argument("--max-output-bytes", type=int, default=10 * 2**20)
+    args = parser.parse_args(argv)
+    nb = nbformat.read(args.notebook, as_version=4)
+    result = run(nb, args.cell_timeout, args.max_output_bytes, os.getcwd())
+    nbformat.write(nb, args.output)
+    Path(args.status).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

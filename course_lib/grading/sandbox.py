@@ -1,0 +1,210 @@
+"""Run one command with limits, alone: the isolation a grading run needs and nbgrader lacks.
+
+What is in force depends on the machine; ``isolation()`` finds out once and
+``Isolation.describe()`` says it plainly, so no report claims more than ran:
+
+- always: a whole-run time limit (the process tree is killed), memory
+  (``RLIMIT_DATA``: allocations past it fail with MemoryError), file size
+  (``RLIMIT_FSIZE``), no core dumps, a scrubbed environment and a fresh
+  working folder;
+- as root with ``unshare`` and ``setpriv`` (Linux): a new network namespace
+  with only loopback up (no network), a PID namespace (every process the
+  submission starts dies with it, however it detached), a mount namespace
+  where the course folder and the kit's assignment sources are empty
+  tmpfs mounts, and an unprivileged uid per worker slot with a process
+  limit (``RLIMIT_NPROC``);
+- otherwise: a new session whose process group is killed at the end; the
+  grader's own uid (so files it can read, the submission can read), no
+  network or process-count isolation. ``describe()`` lists what is missing.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+FIRST_SANDBOX_UID = 61000  # slot n runs as uid 61000 + n; no file on the machine is theirs
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-submission limits: seconds, MiB, and processes (threads count)."""
+
+    cell_timeout: float = 60.0
+    timeout: float = 300.0
+    memory_mb: int = 4096
+    max_output_mb: float = 10.0
+    processes: int = 256
+
+    def __post_init__(self):
+        for name in ("cell_timeout", "timeout", "memory_mb", "max_output_mb", "processes"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Isolation:
+    namespaces: bool  # network, PID and mount namespaces, as root
+    unprivileged_user: bool
+
+    def describe(self) -> list[str]:
+        """One line per protection: in force, or not and why."""
+        lines = ["time limit per cell and per notebook: yes",
+                 "memory limit (RLIMIT_DATA) and output cap: yes"]
+        if self.namespaces:
+            lines += ["network: none (new network namespace, loopback only)",
+                      "processes: PID namespace, all killed at the end; process limit per slot",
+                      "course folder and assignment sources: hidden (empty tmpfs mounts)"]
+        else:
+            lines += ["network: NOT isolated (needs root and unshare)",
+                      "processes: process group killed at the end; a process that calls setsid "
+                      "can outlive the grading; no process-count limit",
+                      "course folder: NOT hidden (the submission runs as the grader's user)"]
+        lines.append("unprivileged user: " + ("yes, one uid per worker slot" if self.unprivileged_user
+                                              else "NO (runs as the grader's user)"))
+        return lines
+
+
+@functools.lru_cache(maxsize=1)
+def isolation() -> Isolation:
+    """What this machine allows (tried once per process)."""
+    tools = all(shutil.which(t) for t in ("unshare", "setpriv", "ip"))
+    if os.geteuid() != 0 or not tools or not sys.platform.startswith("linux"):
+        return Isolation(False, False)
+    probe = subprocess.run(
+        ["unshare", "--net", "--pid", "--fork", "--mount", "--mount-proc", "--kill-child", "--",
+         "sh", "-c", "ip link set lo up && setpriv --reuid 61000 --regid 61000 --clear-groups true"],
+        capture_output=True, timeout=30)
+    ok = probe.returncode == 0
+    return Isolation(ok, ok)
+
+
+def slot_uid(slot: int) -> int:
+    return FIRST_SANDBOX_UID + slot
+
+
+def _set_limits(limits: Limits) -> None:
+    memory = int(limits.memory_mb) << 20
+    files = int(limits.max_output_mb * 4 + 256) << 20
+    resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (files, files))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+
+
+@dataclass
+class Outcome:
+    returncode: int | None
+    timed_out: bool
+    seconds: float
+    stderr: str
+
+
+def prepare_folder(folder: Path, slot: int) -> Path:
+    """A fresh working folder only this slot's uid (and root) can enter."""
+    folder.mkdir(parents=True, exist_ok=False)
+    os.chmod(folder, 0o700)
+    if isolation().unprivileged_user:
+        os.chown(folder, slot_uid(slot), slot_uid(slot))
+    return folder
+
+
+def sandbox_env(folder: Path, extra: dict[str, str]) -> dict[str, str]:
+    """A scrubbed environment: nothing from the grader's except PATH's Python."""
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(folder), "TMPDIR": str(folder), "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(folder / ".matplotlib"),
+        "IPYTHONDIR": str(folder / ".ipython"), "JUPYTER_RUNTIME_DIR": str(folder / ".jupyter"),
+        "JUPYTER_CONFIG_DIR": str(folder / ".jupyter"), "JUPYTER_DATA_DIR": str(folder / ".jupyter"),
+        "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+        "COURSE_PROGRESS": "0",
+    }
+    env.update(extra)
+    return env
+
+
+def _closed_ancestor(path: Path) -> Path | None:
+    """The highest folder above ``path`` that other users cannot enter, or None."""
+    for parent in reversed(path.parents):
+        if parent != Path("/") and not os.stat(parent).st_mode & 0o001:
+            return parent
+    return None
+
+
+def expose_script(paths: list[Path], stage: Path) -> list[str]:
+    """Shell lines (run as root in the mount namespace) that let the sandbox user reach ``paths``.
+
+    A path below a closed folder (the interpreter of a pyenv under /root, say)
+    is bind-mounted aside, the closed folder is covered by an empty tmpfs (so
+    nothing else in it shows), and the path is mounted back at its own name.
+    """
+    lines, covered = [], set()
+    plan = [(Path(p), _closed_ancestor(Path(p))) for p in paths]
+    plan = [(p, a) for p, a in plan if a is not None]
+    for i, (path, _) in enumerate(plan):
+        lines += [f"mkdir -p {shlex.quote(str(stage / str(i)))}",
+                  f"mount --bind {shlex.quote(str(path))} {shlex.quote(str(stage / str(i)))}"]
+    for i, (path, closed) in enumerate(plan):
+        if closed not in covered:
+            lines.append(f"mount -t tmpfs -o size=1m,mode=0755 tmpfs {shlex.quote(str(closed))}")
+            covered.add(closed)
+        lines += [f"mkdir -p {shlex.quote(str(path))}",
+                  f"mount --bind {shlex.quote(str(stage / str(i)))} {shlex.quote(str(path))}"]
+    return lines
+
+
+def interpreter_paths() -> list[Path]:
+    """What a Python process needs to reach: its real prefix and the venv's."""
+    return sorted({Path(os.path.realpath(sys.base_prefix)), Path(os.path.realpath(sys.prefix))})
+
+
+def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
+                  hide: list[Path], env: dict[str, str], expose: list[Path] = ()) -> Outcome:
+    """Run ``command`` in ``folder`` under ``limits``; every process it starts is gone on return.
+
+    ``hide``: folders that show empty inside; ``expose``: folders the
+    sandbox user must reach (besides the interpreter) even below a closed one.
+    """
+    iso = isolation()
+    if iso.namespaces:
+        uid = slot_uid(slot)
+        stage = folder / ".stage"
+        lines = ["ip link set lo up", f"mkdir -p {shlex.quote(str(stage))}"]
+        lines += expose_script(interpreter_paths() + [Path(p) for p in expose], stage)
+        lines += [f"mount -t tmpfs -o size=1m,mode=0755 tmpfs {shlex.quote(str(p))}"
+                  for p in hide if Path(p).is_dir()]
+        script = " && ".join(lines) + (f" && exec setpriv --reuid {uid} --regid {uid} --clear-groups "
+                                       f"--no-new-privs --inh-caps=-all --bounding-set=-all -- "
+                                       f"{shlex.join(command)}")
+        argv = ["unshare", "--net", "--pid", "--fork", "--mount", "--mount-proc", "--kill-child",
+                "--", "sh", "-c", script]
+    else:
+        argv = command
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=folder, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: _set_limits(limits), start_new_session=True)
+    timed_out = False
+    try:
+        _, stderr = proc.communicate(timeout=limits.timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
+    finally:
+        try:  # whatever is left of the group (the only cleanup without namespaces)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return Outcome(proc.returncode, timed_out, time.perf_counter() - start,
+                   stderr.decode(errors="replace")[-4000:])
