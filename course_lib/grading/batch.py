@@ -139,6 +139,9 @@ class Grader:
                 status = {"status": str(status["status"]), "reason": str(status.get("reason", ""))}
             except (ValueError, KeyError, TypeError):
                 status = None
+            if status and status["status"] == "crashed" and "MemoryError" in outcome.stderr:
+                status = {"status": "memory", "reason": f"the kernel died out of memory "
+                                                        f"(over {self.limits.memory_mb} MiB)"}
             if outcome.timed_out:
                 status = {"status": "timeout",
                           "reason": f"the notebook ran longer than {self.limits.timeout:g} s in all"}
@@ -198,9 +201,12 @@ class Grader:
         student_run = self.run_phase(nbcells.student_phase(graded), slot, label + "-student")
         probes = self._probe_outcomes(graded, student_run)
         ok = {g for g, (state, _) in probes.items() if state == "ok"}
-        check_run = self.run_phase(nbcells.check_phase(graded, ok), slot, label + "-check", student_run.records)
+        if ok:
+            check_run = self.run_phase(nbcells.check_phase(graded, ok), slot, label + "-check", student_run.records)
+            shutil.rmtree(check_run.records, ignore_errors=True)
+        else:  # no probe finished: nothing to check
+            check_run = PhaseResult(nbformat.v4.new_notebook(), "ok", "")
         shutil.rmtree(student_run.records, ignore_errors=True)
-        shutil.rmtree(check_run.records, ignore_errors=True)
         self._merge(graded, student_run, probes, check_run)
         status, reasons = "graded", []
         if student_run.status != "ok":
@@ -288,6 +294,8 @@ class Grader:
                 result["seconds"] = round(time.perf_counter() - start, 2)
                 atomic_write_text(folder / source_path.name, nbformat.writes(graded))
                 atomic_write_json(result_path, result)
+                with open(self.state / "executions.log", "a") as log:  # one line per finished grading
+                    log.write(f"{student}\t{source_path.stem}\t{result['seconds']}\n")
             results.append({"notebook": source_path.stem, **json.loads(result_path.read_text())})
         return results
 

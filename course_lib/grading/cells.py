@@ -64,10 +64,10 @@ def split_test(source: str, where: str = "test cell") -> tuple[str, str]:
     for line in source.splitlines():
         if line.strip() in (CHECK_MARK, PROBE_MARK) and line != line.lstrip():
             raise ValueError(f"{where}: '{line.strip()}' must start its line (no indentation)")
-        if line == CHECK_MARK:
-            mode = "check"
-        elif line == PROBE_MARK:
-            mode = "probe"
+        if line in (CHECK_MARK, PROBE_MARK):
+            mode = "check" if line == CHECK_MARK else "probe"
+            parts["probe"].append("")
+            parts["check"].append("")
         else:
             parts[mode].append(line)
             # keep line numbers readable in the other part's tracebacks

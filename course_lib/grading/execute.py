@@ -21,9 +21,15 @@ import os
 import sys
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
+if __name__ == "__main__":
+    # jsonschema (under nbformat) imports rfc3987_syntax when installed, which
+    # builds a grammar for 0.75 s at import; the runner validates no IRIs, and
+    # it starts twice per submission, so it goes without.
+    sys.modules.setdefault("rfc3987_syntax", None)
+
+import nbformat  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: E402
 
 MEMORY_MARKS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc")
 
@@ -88,7 +94,7 @@ def run(nb, cell_timeout: float, max_output_bytes: int, cwd: str) -> dict:
     """Execute ``nb`` in place; returns ``{"status": ..., "reason": ...}``."""
     client = CappedClient(nb, max_output_bytes, timeout=cell_timeout, allow_errors=True,
                           kernel_name="python3", resources={"metadata": {"path": cwd}},
-                          record_timing=False)
+                          record_timing=False, shutdown_kernel="immediate")
     status, reason = "ok", ""
     try:
         client.execute()
@@ -100,7 +106,10 @@ def run(nb, cell_timeout: float, max_output_bytes: int, cwd: str) -> dict:
     except OutputLimitExceeded as err:
         status, reason = "output", str(err)
     except DeadKernelError as err:
-        status, reason = "crashed", f"the kernel died ({err})"
+        if client.flooded_cell is not None:
+            status, reason = "output", f"cell {client.flooded_cell} printed more than the output cap"
+        else:
+            status, reason = "crashed", f"the kernel died ({err})"
     if status == "ok":
         cell = memory_error_in(nb)
         if cell is not None:

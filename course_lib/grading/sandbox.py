@@ -92,6 +92,11 @@ def slot_uid(slot: int) -> int:
 
 
 def _set_limits(limits: Limits) -> None:
+    """In the child before exec: the limits, and death with the grader (Linux's PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a killed grader leaves no sandbox
     memory = int(limits.memory_mb) << 20
     files = int(limits.max_output_mb * 4 + 256) << 20
     resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))

@@ -27,12 +27,15 @@ record("add_hidden", add(10.5, 5))
 assert recorded("add_hidden") == 15.5
 ### END HIDDEN TESTS
 """
-TEST_MEAN = """xs = np.random.default_rng(0).normal(size=50)
-record("mean", [mean([1, 2, 3]), mean(xs)])
+TEST_MEAN = """record("mean", mean([1, 2, 3]))
 # CHECK
-got = recorded("mean")
-assert abs(got[0] - 2) < 1e-9
-assert abs(got[1] - np.random.default_rng(0).normal(size=50).mean()) < 1e-9
+assert abs(recorded("mean") - 2) < 1e-9
+### BEGIN HIDDEN TESTS
+# PROBE
+record("mean_hidden", mean(np.random.default_rng(7).normal(size=50)))
+# CHECK
+assert abs(recorded("mean_hidden") - np.random.default_rng(7).normal(size=50).mean()) < 1e-9
+### END HIDDEN TESTS
 """
 
 
