@@ -37,6 +37,7 @@ def quick_data_home(tmp_path_factory) -> Path:
     from course_lib.data import faces_root
 
     home = tmp_path_factory.mktemp("data_home")
+    home.chmod(0o755)  # graded submissions read the zoo from here as an unprivileged user
     faces_root("quick", home, seed=0, progress=False)
     return home
 

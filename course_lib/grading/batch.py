@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,13 @@ class Grader:
         self.limits = limits
         self.data_home = Path(data_home).resolve() if data_home else None
         self.log = log or (lambda message: print(message, file=sys.stderr))
+        if self.data_home is not None and isolation().unprivileged_user:
+            closed = [p for p in (self.data_home, self.data_home / "models")
+                      if p.is_dir() and (os.stat(p).st_mode & 0o005) != 0o005]
+            if closed:
+                raise PermissionError(
+                    f"{closed[0]} is not readable by other users (mode {os.stat(closed[0]).st_mode & 0o777:o}), "
+                    f"and submissions run as an unprivileged user; run `chmod -R a+rX {self.data_home}`")
         self.state = self.course_dir / STATE / assignment
         self.sources = source_notebooks(self.course_dir, assignment)
         self.hide = [self.course_dir] + ([KIT_ASSIGNMENTS] if KIT_ASSIGNMENTS.is_dir() else [])
@@ -127,7 +135,8 @@ class Grader:
             command = [sys.executable, "-m", "course_lib.grading.execute", "in.ipynb", "out.ipynb",
                        "status.json", "--cell-timeout", str(self.limits.cell_timeout),
                        "--max-output-bytes", str(int(self.limits.max_output_mb * 2**20))]
-            outcome = run_sandboxed(command, folder, slot, self.limits, self.hide, sandbox_env(folder, extra))
+            outcome = run_sandboxed(command, folder, slot, self.limits, self.hide, sandbox_env(folder, extra),
+                                    expose=[self.data_home] if self.data_home else [])
             executed = read_untrusted(folder / "out.ipynb", MAX_NOTEBOOK_BYTES)
             status_bytes = read_untrusted(folder / "status.json", 1 << 16)
             try:
@@ -327,7 +336,9 @@ class Grader:
         converter.force = True
         converter.log.setLevel("ERROR")
         rows = []
-        with nbgrader_path():
+        with nbgrader_path(), warnings.catch_warnings():
+            # nbgrader 0.9's own SQLAlchemy use warns "not in session" on every autograde; harmless
+            warnings.filterwarnings("ignore", message=".*not in session.*")
             converter.start()
         with nbgrader_path(), Gradebook(f"sqlite:///{self.course_dir / 'gradebook.db'}") as gb:
             for result in results:

@@ -186,8 +186,9 @@ def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
         stage = folder / ".stage"
         lines = ["ip link set lo up", f"mkdir -p {shlex.quote(str(stage))}"]
         lines += expose_script(interpreter_paths() + [Path(p) for p in expose], stage)
-        lines += [f"mount -t tmpfs -o size=1m,mode=0755 tmpfs {shlex.quote(str(p))}"
-                  for p in hide if Path(p).is_dir()]
+        # (a hidden folder below a closed one the exposures covered is gone already)
+        lines += [f"{{ [ ! -d {shlex.quote(str(p))} ] || mount -t tmpfs -o size=1m,mode=0755 tmpfs "
+                  f"{shlex.quote(str(p))}; }}" for p in hide if Path(p).is_dir()]
         script = " && ".join(lines) + (f" && exec setpriv --reuid {uid} --regid {uid} --clear-groups "
                                        f"--no-new-privs --inh-caps=-all --bounding-set=-all -- "
                                        f"{shlex.join(command)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,6 +140,16 @@ def build(name: str, profile="quick", data_home=None, device: str = "auto", seed
     """
     recipe = get_recipe(name)
     folder, splits = run_folder(name, profile, data_home, seed)
+    if (folder / "result.json").is_file():
+        # A finished build never changes: read it without the lock, so that a zoo
+        # others cannot write to (a class's shared folder, a grading sandbox) loads.
+        return _build(recipe, name, folder, splits, profile, device, seed, progress)
+    writable = next(p for p in (folder, *folder.parents) if p.exists())
+    if not os.access(writable, os.W_OK):
+        raise PermissionError(
+            f"zoo model {name!r} ({profile}) is not built in {folder.parent} and this process cannot "
+            f"write there; build it first as its owner: `course models build {name} --profile {profile} "
+            f"--data-home {folder.parent.parent}`")
     with _build_lock(folder):
         return _build(recipe, name, folder, splits, profile, device, seed, progress)
 
