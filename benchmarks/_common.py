@@ -53,8 +53,10 @@ def training_images_per_second(model: torch.nn.Module, optimizer: torch.optim.Op
     return len(x) / median_seconds(step, x.device, steps)
 
 
-def report(name: str, rows: list[dict]) -> Path:
-    """Print ``rows`` as a table and write them, with the machine, to results/NAME.json."""
+def report(name: str, rows: list[dict], notes: list[str] = ()) -> Path:
+    """Print ``rows`` as a table and write them, with the machine (and ``notes``), to results/NAME.json."""
+    for note in notes:
+        print(note)
     columns = list(rows[0])
     widths = [max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in columns]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
@@ -64,6 +66,8 @@ def report(name: str, rows: list[dict]) -> Path:
     path = RESULTS / f"{name}.json"
     record = {"machine": machine(), "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "command": " ".join(["python", *sys.argv]), "rows": rows}
+    if notes:
+        record["notes"] = list(notes)
     path.write_text(json.dumps(record, indent=2))
     print(f"\nwritten to {path}")
     return path

@@ -51,6 +51,8 @@ def benchmark_tables(results_dir=BENCHMARK_RESULTS) -> str:
                  f"Measured on: {where}. Written: {record.get('written', 'before dates were recorded')}."]
         if record.get("command"):
             lines.append(f"Command: `{record['command']}`.")
+        if record.get("notes"):
+            lines += [""] + [f"- {note}" for note in record["notes"]]
         lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
         sections.append("\n".join(lines))

@@ -56,3 +56,16 @@ def test_solution_scores_full_marks_and_student_version_zero(name, tmp_path, zoo
         errors = [c.source[:60] for c in graded.cells if c.cell_type == "code" and not nbcells.is_test_cell(c)
                   and any(o.output_type == "error" for o in c.outputs)]
         assert not errors, f"{row['student']}: cells outside the tests failed: {errors}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_source_runs_top_to_bottom_in_one_kernel(name, tmp_path, zoo_home, mnist_baseline, monkeypatch):
+    """As an instructor checks it in Jupyter: solutions and hidden tests, probes and checks in one kernel."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("COURSE_DATA_HOME", str(zoo_home))
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    for path in (KIT_ASSIGNMENTS / name).glob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()

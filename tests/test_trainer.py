@@ -124,7 +124,7 @@ def test_a_crash_during_a_checkpoint_write_keeps_the_old_file(tmp_path, monkeypa
         handle.write(b"partial")
         raise KeyboardInterrupt("killed mid-write")
 
-    monkeypatch.setattr(course_io.torch, "save", broken_save)
+    monkeypatch.setattr(torch, "save", broken_save)  # course_io imports torch when it saves
     with pytest.raises(KeyboardInterrupt):
         course_io.atomic_torch_save(tmp_path / "r.pt", {"model": {}})
     assert (tmp_path / "r.pt").read_bytes() == before
