@@ -5,6 +5,7 @@ import csv
 import hashlib
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def test_rebuild_takes_only_the_answers_from_the_submission():
     source = source_notebook()
     theirs = nbformat.from_dict(source)
     theirs.cells[2].source = "def add(a, b):\n    return 42\n"  # their answer
-    theirs.cells[3].source = "pass"  # an edited test
+    theirs.cells[3].source = "record('add', [3, 0])\n# CHECK\nassert True\n"  # a weakened test
     theirs.cells[3].metadata.nbgrader["points"] = 100
     del theirs.cells[5]  # a deleted test
     theirs.cells.append(nbformat.v4.new_code_cell("add = None"))  # an added cell
@@ -110,6 +111,31 @@ def test_limits_reject_nonsense():
         Limits(memory_mb=0)
 
 
+@pytest.mark.slow
+def test_a_grader_failure_on_one_notebook_is_recorded_and_the_batch_goes_on(tmp_path, monkeypatch):
+    from course_lib.grading.batch import Grader, grade
+    from course_lib.grading.course import assign
+
+    (tmp_path / "source" / "tiny").mkdir(parents=True)
+    nbformat.write(source_notebook(), tmp_path / "source" / "tiny" / "tiny.ipynb")
+    release = nbformat.read(assign("tiny", tmp_path) / "tiny.ipynb", as_version=4)
+    for student in ("a", "b"):
+        (tmp_path / "submitted" / student / "tiny").mkdir(parents=True)
+        nbformat.write(release, tmp_path / "submitted" / student / "tiny" / "tiny.ipynb")
+    original = Grader.grade_notebook
+
+    def flaky(self, student, source_path, slot):
+        if student == "b":
+            raise RuntimeError("disk full")
+        return original(self, student, source_path, slot)
+
+    monkeypatch.setattr(Grader, "grade_notebook", flaky)
+    rows = {r["student"]: r for r in grade("tiny", tmp_path, log=lambda message: None)}
+    assert rows["a"]["status"] == "graded"
+    assert rows["b"]["status"] == "grader-error" and "disk full" in rows["b"]["reason"]
+    assert float(rows["b"]["score"]) == 0.0
+
+
 # -- the hostile batch ---------------------------------------------------------------------
 
 def _digest(path: Path) -> str:
@@ -129,10 +155,12 @@ def hostile_batch(tmp_path_factory):
     from course_lib.grading.course import assign
 
     course = tmp_path_factory.mktemp("course")
+    server = socket.create_server(("127.0.0.1", 0))  # what the "network" submission tries to reach
+    port = server.getsockname()[1]
     (course / "source" / "tiny").mkdir(parents=True)
     nbformat.write(source_notebook(), course / "source" / "tiny" / "tiny.ipynb")
     release = nbformat.read(assign("tiny", course) / "tiny.ipynb", as_version=4)
-    corpus = cases(course)
+    corpus = cases(course, port)
     for case in corpus:
         path = course / "submitted" / case.name / "tiny" / "tiny.ipynb"
         path.parent.mkdir(parents=True)
@@ -150,6 +178,7 @@ def hostile_batch(tmp_path_factory):
     first.wait()
     rows_at_kill = len(_rows(course))
     second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    server.close()
     assert second.returncode == 0, second.stderr[-3000:]
     return {"course": course, "corpus": {c.name: c for c in corpus}, "rows": _rows(course),
             "rows_at_kill": rows_at_kill, "secrets": secrets, "log": second.stderr}

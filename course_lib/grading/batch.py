@@ -299,7 +299,13 @@ class Grader:
             result_path = folder / f"{source_path.stem}.result.json"
             if not result_path.is_file():
                 start = time.perf_counter()
-                graded, result = self.grade_notebook(student, source_path, slot)
+                try:
+                    graded, result = self.grade_notebook(student, source_path, slot)
+                except Exception as err:  # noqa: BLE001 - recorded as this notebook's row; the batch goes on
+                    self.log(f"  {student}/{source_path.stem}: the grader failed: {type(err).__name__}: {err}")
+                    empty = nbcells.rebuild(nbformat.read(source_path, as_version=4), nbformat.v4.new_notebook())
+                    reason = f"the grader failed ({type(err).__name__}: {str(err)[:300]}); fix it and run --regrade"
+                    graded, result = self._not_run(empty.notebook, reason), {"status": "grader-error", "reason": reason}
                 result["seconds"] = round(time.perf_counter() - start, 2)
                 atomic_write_text(folder / source_path.name, nbformat.writes(graded))
                 atomic_write_json(result_path, result)

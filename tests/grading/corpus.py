@@ -98,8 +98,12 @@ for folder in [os.path.expanduser("~/.ipython/profile_default/startup"), "/tmp",
 """
 
 
-def cases(course_dir) -> list[Case]:
-    """The corpus; ``course_dir`` is where the secrets a submission must not reach live."""
+def cases(course_dir, port: int = 9) -> list[Case]:
+    """The corpus; ``course_dir`` is where the secrets a submission must not reach live.
+
+    ``port``: a TCP port the test listens on at the grader's 127.0.0.1 (a
+    submission in its own network namespace cannot reach it; one without can).
+    """
     source = course_dir / "source" / "tiny" / "tiny.ipynb"
     gradebook = course_dir / "gradebook.db"
     victim = course_dir / "submitted" / "honest_1" / "tiny" / "tiny.ipynb"
@@ -125,7 +129,7 @@ def cases(course_dir) -> list[Case]:
              score=1.0),
         Case("kill_runner", answers=(ADD, MEAN + "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"),
              isolated=True),  # the runner is PID 1 of the sandbox's namespace: the kill is ignored
-        Case("network", answers=(_when_blocked("import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=3)"),
+        Case("network", answers=(_when_blocked(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)"),
                                  MEAN), isolated=True),
         Case("read_hidden_tests", answers=(_when_blocked(f"open({str(source)!r}, 'rb').read()"), MEAN),
              isolated=True),
