@@ -79,16 +79,27 @@ def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                  generator: torch.Generator | None = None) -> float:
     """Accuracy in % under L-infinity PGD with a random start (step capped at eps).
 
-    ``generator`` draws the random starts (None: torch's global RNG).
+    An example counts as robust when it is classified correctly clean and
+    after every one of the ``restarts`` random starts. Each restart attacks
+    only the examples still standing: one that is already lost needs no more
+    attempts, so a model that falls at the first restart costs one run, not
+    ``restarts``. ``generator`` draws the random starts (None: torch's global RNG).
     """
-    from .attacks import pgd
+    from .attacks import pgd, predict
 
-    correct = 0.0
+    if eps <= 0:
+        return accuracy(model, x, y, batch_size)
+    standing_total = 0
     for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-        adv = (pgd(model, xb, yb, eps, min(step, eps), steps, restarts=restarts, generator=generator)
-               if eps > 0 else xb)
-        correct += accuracy(model, adv, yb) / 100.0 * len(yb)
-    return 100.0 * correct / len(y)
+        standing = predict(model, xb) == yb.to(xb.device)
+        for _ in range(restarts):
+            idx = standing.nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            adv = pgd(model, xb[idx], yb[idx], eps, min(step, eps), steps, generator=generator)
+            standing[idx] = predict(model, adv) == yb[idx].to(adv.device)
+        standing_total += int(standing.sum())
+    return 100.0 * standing_total / len(y)
 
 
 @dataclass

@@ -41,7 +41,11 @@ document.getElementById("page").addEventListener("load", () => setTimeout(() => 
                             .map(a => a.getAttribute("href")),
                   colab: hrefs.some(h => h.includes("colab.research.google.com")),
                   binder: hrefs.some(h => h.includes("mybinder.org")),
-                  download: doc.querySelectorAll(".btn-download-source-button, a[href$='.ipynb']").length}};
+                  download: doc.querySelectorAll(".btn-download-source-button, a[href$='.ipynb']").length,
+                  math: doc.querySelectorAll(".math").length,
+                  rendered: Array.from(doc.querySelectorAll(".math"))
+                                 .filter(m => m.querySelector("mjx-container")).length,
+                  mathjax: Array.from(doc.scripts).map(s => s.src).filter(s => s.toLowerCase().includes("mathjax"))}};
   document.body.setAttribute("data-report", JSON.stringify(report));
 }}, 1500));
 </script></body></html>"""
@@ -113,12 +117,24 @@ def test_page_renders_with_all_figures_and_no_errors(served_book, page):
     assert report["text"] > 500, f"{page} rendered almost no text: {report}"
     assert report["broken"] == [], f"{page}: images that did not load: {report['broken']}"
     assert not report["traceback"] and report["errors"] == 0, f"{page} shows an error output: {report}"
+    # formulas are typeset by the MathJax the book bundles, never fetched from a CDN
+    assert all(src.startswith(base) for src in report["mathjax"]), f"{page} loads MathJax from {report['mathjax']}"
+    assert report["rendered"] == report["math"], f"{page}: {report['math'] - report['rendered']} formulas not typeset"
     if page in CHAPTERS:
         assert report["images"] >= 2, f"{page} shows no figures: {report}"
         assert report["colab"] and report["binder"], f"{page} has no Colab or Binder launch button: {report}"
         assert report["download"] > 0, f"{page} has no download button: {report}"
         shot = _screenshot(base, page)
         assert shot.is_file() and shot.stat().st_size > 20_000, f"no real screenshot of {page} at {shot}"
+
+
+@pytest.mark.slow
+def test_formulas_render_offline(served_book):
+    """Chromium here has no route to a CDN: typeset math proves the bundled MathJax did it."""
+    root, base = served_book
+    report = _report(root, base, "notebooks/09_local_geometry.html")
+    assert report["math"] >= 3 and report["rendered"] == report["math"], report
+    assert report["mathjax"] and all("/_static/mathjax/" in src for src in report["mathjax"]), report["mathjax"]
 
 
 @pytest.mark.slow

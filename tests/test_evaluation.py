@@ -219,3 +219,31 @@ def test_predicted_real_share_tells_a_constant_detector():
         constant.weight[1, 0] = 10.0  # "fake" when the first feature is above 0.1
     share = 100.0 * float((data.tensors[0][:, 0] * 10 <= 1.0).float().mean())
     assert predicted_real_share(data, constant)[0] == pytest.approx(share)
+
+
+def test_pgd_accuracy_counts_an_example_lost_at_any_restart_and_attacks_only_the_standing(monkeypatch):
+    """Restart r fools example r-1 only: 3 of 6 survive 3 restarts, and each restart attacks fewer."""
+    import course_lib.attacks as attacks
+    from course_lib.evaluation import pgd_accuracy
+
+    class Lookup(torch.nn.Module):  # predicts the class written in the image's single pixel
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x.view(len(x), -1)[:, 0].long() % 10, 10).float() + 0 * self.dummy
+
+    x = torch.arange(6.0).view(6, 1, 1, 1)
+    y = torch.arange(6)
+    attacked = []
+
+    def fake_pgd(model, xb, yb, eps, step, steps, generator=None):
+        attacked.append(yb.tolist())
+        adv = xb.clone()
+        adv[yb == len(attacked) - 1] += 1  # this restart fools one example (if it is still attacked)
+        return adv
+
+    monkeypatch.setattr(attacks, "pgd", fake_pgd)
+    assert pgd_accuracy(Lookup(), x, y, eps=0.3, steps=1, restarts=3) == 50.0
+    assert attacked == [[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [2, 3, 4, 5]]

@@ -28,13 +28,14 @@ def test_notebook_runs_headless(executed_notebooks, path):
     assert not [o for o in outputs if o.output_type == "stream" and "Traceback" in o.text]
 
 
-def checked_prefix(executed: Path, folder: Path) -> Path:
+def checked_prefix(executed, folder: Path) -> Path:
     """Copy an executed notebook up to its last NBVAL_CHECK_OUTPUT cell into ``folder``.
 
     nbval re-executes every cell it is given; the checked cells only need the
     cells before them, so the rest of the chapter (already run once by the
     fixture) is not run a second time. Raises when no cell is checked.
     """
+    executed = Path(executed)
     nb = nbformat.read(executed, as_version=4)
     checked = [i for i, c in enumerate(nb.cells) if "NBVAL_CHECK_OUTPUT" in c.source]
     assert checked, f"{executed.name}: mark a deterministic cell with # NBVAL_CHECK_OUTPUT"

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import nbformat
 
+from ..config import data_home as config_data_home
 from ..io import atomic_write_json, atomic_write_text
 from . import cells as nbcells
 from .course import KIT_ASSIGNMENTS, assign, is_assigned, nbgrader_path, source_notebooks
@@ -100,9 +101,10 @@ class Grader:
         self.assignment = assignment
         self.course_dir = Path(course_dir).resolve()
         self.limits = limits
-        self.data_home = Path(data_home).resolve() if data_home else None
+        # the zoo the submissions load from: --data-home, else $COURSE_DATA_HOME, else ~/.cache/course-kit
+        self.data_home = config_data_home(data_home)
         self.log = log or (lambda message: print(message, file=sys.stderr))
-        if self.data_home is not None and isolation().unprivileged_user:
+        if isolation().unprivileged_user:
             closed = [p for p in (self.data_home, self.data_home / "models")
                       if p.is_dir() and (os.stat(p).st_mode & 0o005) != 0o005]
             if closed:
@@ -114,7 +116,6 @@ class Grader:
         self.hide = [self.course_dir] + ([KIT_ASSIGNMENTS] if KIT_ASSIGNMENTS.is_dir() else [])
         self.work_root = Path(tempfile.mkdtemp(prefix="course-grade-"))
         os.chmod(self.work_root, 0o711)
-        self.csv_lock = threading.Lock()
 
     # -- one sandboxed run ----------------------------------------------------
     def run_phase(self, nb, slot: int, label: str, records_in: Path | None = None) -> PhaseResult:
@@ -129,14 +130,13 @@ class Grader:
                     os.chown(path, slot_uid(slot), slot_uid(slot))
                 if records.exists():
                     os.chown(records, slot_uid(slot), slot_uid(slot))
-            extra = {"COURSE_GRADING_RECORDS": str(records), "PYTHONPATH": ""}
-            if self.data_home is not None:
-                extra["COURSE_DATA_HOME"] = str(self.data_home)
+            extra = {"COURSE_GRADING_RECORDS": str(records), "PYTHONPATH": "",
+                     "COURSE_DATA_HOME": str(self.data_home)}
             command = [sys.executable, "-m", "course_lib.grading.execute", "in.ipynb", "out.ipynb",
                        "status.json", "--cell-timeout", str(self.limits.cell_timeout),
                        "--max-output-bytes", str(int(self.limits.max_output_mb * 2**20))]
             outcome = run_sandboxed(command, folder, slot, self.limits, self.hide, sandbox_env(folder, extra),
-                                    expose=[self.data_home] if self.data_home else [])
+                                    expose=[self.data_home])
             executed = read_untrusted(folder / "out.ipynb", MAX_NOTEBOOK_BYTES)
             status_bytes = read_untrusted(folder / "status.json", 1 << 16)
             try:

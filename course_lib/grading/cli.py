@@ -22,7 +22,8 @@ def add_grading_commands(sub) -> None:
     grade.add_argument("--processes", type=int, default=256,
                        help="processes and threads per worker (default 256; enforced as an unprivileged user)")
     grade.add_argument("--data-home", default=None,
-                       help="data folder the submissions read the model zoo from (must be readable by all)")
+                       help="data folder the submissions read the model zoo from (default: $COURSE_DATA_HOME "
+                            "or ~/.cache/course-kit; it must be readable by all users)")
     grade.add_argument("--regrade", action="store_true", help="grade everyone again, even those in grades.csv")
     grade.set_defaults(leaf_parser=grade, func=cmd_grade)
 
