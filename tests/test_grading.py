@@ -223,6 +223,14 @@ def test_gradebook_is_intact_and_agrees_with_the_csv(hostile_batch):
             assert nb.score == pytest.approx(float(row["score"])), row
     for path, digest in hostile_batch["secrets"].items():
         assert _digest(path) == digest, f"{path} was changed by a submission"
+    # nbgrader's own CSV export reads the same scores (written elsewhere than the kit's grades.csv)
+    nbgrader = Path(sys.executable).parent / "nbgrader"
+    env = dict(os.environ, PATH=f"{nbgrader.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    subprocess.run([str(nbgrader), "export", "--to", "nbgrader_export.csv"], cwd=course, env=env,
+                   capture_output=True, text=True, check=True)
+    with open(course / "nbgrader_export.csv", newline="") as handle:
+        exported = {r["student_id"]: float(r["raw_score"]) for r in csv.DictReader(handle)}
+    assert exported == {r["student"]: float(r["score"]) for r in hostile_batch["rows"]}
 
 
 @pytest.mark.slow
