@@ -14,7 +14,6 @@ Usage: .venv/bin/python benchmarks/grading.py [--assignment logit_pairing] [--su
 from __future__ import annotations
 
 import argparse
-import copy
 import shutil
 import sys
 import tempfile
@@ -40,11 +39,7 @@ def make_course(root: Path, assignment: str, n: int) -> list[str]:
     for path in sorted(release.glob("*.ipynb")):
         given = nbformat.read(path, as_version=4)
         source = nbformat.read(root / "source" / assignment / path.name, as_version=4)
-        answers = {nbcells.nbgrader_meta(c)["grade_id"]: c.source for c in source.cells if nbcells.is_answer_cell(c)}
-        solved = copy.deepcopy(given)
-        for cell in solved.cells:
-            if nbcells.is_answer_cell(cell):
-                cell.source = answers[nbcells.nbgrader_meta(cell)["grade_id"]]
+        solved = nbcells.with_answers(given, source)
         for i in range(n):
             student = f"student_{i:03d}"
             folder = root / "submitted" / student / assignment

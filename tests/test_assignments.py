@@ -1,8 +1,6 @@
 """The kit's assignments: the solution scores full marks, the student version runs and scores 0."""
 from __future__ import annotations
 
-import copy
-
 import nbformat
 import pytest
 
@@ -23,16 +21,6 @@ def test_the_kit_has_three_assignments_every_test_with_hidden_inputs():
             assert all(not c.outputs for c in nb.cells if c.cell_type == "code"), f"{path}: strip outputs"
 
 
-def solved(release, source):
-    """The student version with the source's answers in its answer cells: a perfect submission."""
-    answers = {nbcells.nbgrader_meta(c)["grade_id"]: c.source for c in source.cells if nbcells.is_answer_cell(c)}
-    nb = copy.deepcopy(release)
-    for cell in nb.cells:
-        if nbcells.is_answer_cell(cell):
-            cell.source = answers[nbcells.nbgrader_meta(cell)["grade_id"]]
-    return nb
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_solution_scores_full_marks_and_student_version_zero(name, tmp_path, zoo_home, mnist_baseline):
@@ -44,7 +32,7 @@ def test_solution_scores_full_marks_and_student_version_zero(name, tmp_path, zoo
     for path in sorted(release_dir.glob("*.ipynb")):
         release = nbformat.read(path, as_version=4)
         source = nbformat.read(course / "source" / name / path.name, as_version=4)
-        for student, nb in (("solution", solved(release, source)), ("student", release)):
+        for student, nb in (("solution", nbcells.with_answers(release, source)), ("student", release)):
             (course / "submitted" / student / name).mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, course / "submitted" / student / name / path.name)
     rows = grade(name, course, workers=2, data_home=zoo_home, log=lambda message: None)

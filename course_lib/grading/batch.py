@@ -127,10 +127,9 @@ class Grader:
             if records_in is not None:
                 shutil.copytree(records_in, records)
             if isolation().unprivileged_user:
-                for path in [folder / "in.ipynb", *records.rglob("*")] if records.exists() else [folder / "in.ipynb"]:
+                owned = [folder / "in.ipynb"] + ([records, *records.iterdir()] if records.exists() else [])
+                for path in owned:
                     os.chown(path, slot_uid(slot), slot_uid(slot))
-                if records.exists():
-                    os.chown(records, slot_uid(slot), slot_uid(slot))
             extra = {"COURSE_GRADING_RECORDS": str(records), "PYTHONPATH": "",
                      "COURSE_DATA_HOME": str(self.data_home)}
             command = [sys.executable, "-m", "course_lib.grading.execute", "in.ipynb", "out.ipynb",
