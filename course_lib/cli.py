@@ -72,7 +72,9 @@ def build_parser(grading_only: bool = False) -> argparse.ArgumentParser:
     train.add_argument("-b", "--batch-size", type=int, default=32)
     train.add_argument("-e", "--epochs", type=int, default=2)
     train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    train.add_argument("--out", default="out", help="folder for the history JSON and checkpoint")
+    train.add_argument("--out", default="out", help="folder for the history JSON (default: out)")
+    train.add_argument("--checkpoints", default="checkpoints",
+                       help="folder for the best checkpoint and the resume state (default: checkpoints)")
     train.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     train.add_argument("--weights", default=None,
                        help="local file with the pretrained weights of the backbone (models that take them, "
@@ -91,14 +93,27 @@ def build_parser(grading_only: bool = False) -> argparse.ArgumentParser:
     plot.add_argument("--out", default="figures", help="folder for the PNG")
     plot.set_defaults(leaf_parser=plot, func=cmd_plot)
 
+    samples = sub.add_parser("samples", help="real and fake samples of a dataset "
+                                             "(the course's plot_samples_of_faces_dataset.py)")
+    samples.add_argument("-d", "--dataset", default="fakes_dataset", type=_choice("dataset", DATASETS))
+    samples.add_argument("--split", default="test", type=_choice("split", ("train", "val", "test")))
+    samples.add_argument("-n", type=int, default=6, help="images per row (default 6)")
+    samples.add_argument("--out", default="figures", help="folder for the PNG")
+    _add_common(samples)
+    samples.set_defaults(leaf_parser=samples, func=cmd_samples)
+
     for name, helptext, func in (
             ("saliency", "gradient saliency maps of a trained detector (the course's saliency_map.py)",
              cmd_saliency),
-            ("gradcam", "Grad-CAM of a trained detector (the course's grad_cam_analysis.py)", cmd_gradcam)):
+            ("gradcam", "Grad-CAM of a trained detector (the course's grad_cam_analysis.py)", cmd_gradcam),
+            ("roc", "ROC and DET curves and AUCs of a trained detector's real and fake scores "
+                    "(the course project's numerical analysis, questions 10 and 28)", cmd_roc)):
         explain = sub.add_parser(name, help=helptext)
         explain.add_argument("-m", "--model", required=True, type=_choice("model", tuple(MODELS)))
-        explain.add_argument("-cpp", "--checkpoint-path", required=True,
-                             help="checkpoint written by `course train` (<out>/<dataset>_<model>_<optimizer>.pt)")
+        # -cp: the spelling one of the project's own command lines uses
+        explain.add_argument("-cpp", "-cp", "--checkpoint-path", required=True,
+                             help="checkpoint written by `course train` "
+                                  "(checkpoints/<dataset>_<model>_<optimizer>.pt)")
         explain.add_argument("-d", "--dataset", required=True, type=_choice("dataset", DATASETS))
         explain.add_argument("--crop", type=int, default=None,
                              help="centre-crop test images to this side (as the model was trained); default: whole image")
@@ -150,7 +165,7 @@ def cmd_train(args) -> int:
 
     from .config import seed_everything
     from .data import faces_root, load_dataset
-    from .models import get_model, get_nof_params
+    from .models import get_model, get_nof_parameters
     from .train import Trainer, make_optimizer, output_name
 
     if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
@@ -162,16 +177,17 @@ def cmd_train(args) -> int:
     options = {**({"weights_path": args.weights} if args.weights else {}),
                **({"allow_random_init": True} if args.allow_random_init else {})}
     model = get_model(args.model, **options)
-    print(f"==> Model {args.model}: {get_nof_params(model):,} trainable parameters")
+    print(f"==> Model {args.model}: {get_nof_parameters(model):,} trainable parameters")
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum)
     trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), args.batch_size, *splits,
                       device=args.device, seed=args.seed)
     name = output_name(args.dataset, args.model, args.optimizer)
-    history = trainer.run(args.epochs, output_dir=args.out, run_name=name, resume=not args.no_resume)
+    history = trainer.run(args.epochs, output_dir=args.out, run_name=name, resume=not args.no_resume,
+                          checkpoint_dir=args.checkpoints)
     for epoch, (loss, acc, val_acc) in enumerate(
             zip(history["train_loss"], history["train_acc"], history["val_acc"]), 1):
         print(f"epoch {epoch}: train loss {loss:.4f}, train acc {acc:.1f}%, val acc {val_acc:.1f}%")
-    print(f"==> Wrote {Path(args.out) / (name + '.json')} and {Path(args.out) / (name + '.pt')}")
+    print(f"==> Wrote {Path(args.out) / (name + '.json')} and {Path(args.checkpoints) / (name + '.pt')}")
     return 0
 
 
@@ -192,7 +208,7 @@ def cmd_plot(args) -> int:
 
 
 def _explained_test_set(args):
-    """(model, test split, output folder) for ``course saliency`` and ``course gradcam``."""
+    """(model, test split, output folder) for ``course saliency``, ``gradcam`` and ``roc``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,6 +252,42 @@ def cmd_gradcam(args) -> int:
     fig = grad_cam_grid(test, model, per_class=3, seed=args.seed,
                         title=f"Grad-CAM ({args.model}.conv3, true label): {args.model} on {args.dataset}")
     _save(fig, out / f"{args.dataset}_{args.model}_grad_cam.png")
+    return 0
+
+
+def cmd_samples(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .data import FacesDataset, faces_root
+    from .plots import plot_samples_of_faces_dataset
+
+    root = faces_root(args.profile, args.data_home, seed=args.seed)
+    dataset = FacesDataset(root / args.dataset / args.split)
+    print(f"==> {args.dataset}/{args.split}: {dataset.real_len} real, {dataset.fake_len} fake images")
+    fig = plot_samples_of_faces_dataset(dataset, args.n, title=f"{args.dataset} ({args.split})")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    _save(fig, Path(args.out) / f"{args.dataset}_samples.png")
+    return 0
+
+
+def cmd_roc(args) -> int:
+    from .evaluation import get_soft_scores_and_true_labels, roc_auc
+    from .plots import plot_roc_det
+
+    model, test, out = _explained_test_set(args)
+    real, fake, labels = get_soft_scores_and_true_labels(test, model)
+    auc_real, auc_fake = roc_auc(real, labels), roc_auc(fake, labels)
+    accuracy = 100.0 * float(((fake > real) == (labels == 1)).mean())
+    called_real = 100.0 * float((real >= fake).mean())
+    print(f"==> {args.model} on {args.dataset} test ({len(labels)} images, "
+          f"{100.0 * float((labels == 0).mean()):.1f}% real): accuracy {accuracy:.1f}%, "
+          f"predicted real {called_real:.1f}%")
+    print(f"    AUC (positive = fake): fake score {auc_fake:.3f}, real score {auc_real:.3f} "
+          f"(sum {auc_real + auc_fake:.3f})")
+    fig = plot_roc_det({"real score": real, "fake score": fake}, labels,
+                       title=f"{args.model}, {args.dataset}:")
+    _save(fig, out / f"{args.dataset}_{args.model}_roc_det.png")
     return 0
 
 

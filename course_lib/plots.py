@@ -23,6 +23,28 @@ def plot_history(history: dict, title: str = ""):
     return fig
 
 
+def plot_samples_of_faces_dataset(dataset, n: int = 6, title: str = ""):
+    """The first ``n`` real and the first ``n`` fake images of a ``FacesDataset``, in two rows.
+
+    ``dataset`` must return PIL images (no transform); returns the Figure.
+    The course project's ``plot_samples_of_faces_dataset.py``.
+    """
+    n = min(n, dataset.real_len, dataset.fake_len)
+    if n < 1:
+        raise ValueError(f"{dataset.root_path} needs at least one real and one fake image")
+    fig, axes = plt.subplots(2, n, figsize=(2 * n, 4.4), squeeze=False)
+    for row, (label, offset) in enumerate([("real", 0), ("fake", dataset.real_len)]):
+        for col in range(n):
+            image, y = dataset[offset + col]
+            axes[row, col].imshow(image)
+            axes[row, col].set_title(f"{label} (label {y})", fontsize=9)
+            axes[row, col].axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_roc_det(scores: dict[str, np.ndarray], labels: np.ndarray, title: str = ""):
     """ROC and DET curves of several named scores, side by side; returns the Figure.
 

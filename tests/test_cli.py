@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
+import re
+import shlex
 
 import pytest
 
 from course_lib.cli import build_parser, main
+
+from .conftest import REPO
 
 
 def _all_subcommands(parser, prefix=()):
@@ -21,8 +23,8 @@ def _all_subcommands(parser, prefix=()):
 
 def test_every_subcommand_has_help(capsys):
     commands = list(_all_subcommands(build_parser()))
-    assert {("train",), ("plot",), ("saliency",), ("gradcam",), ("data", "faces"), ("notebooks", "run"),
-            ("book",)} <= set(commands)
+    assert {("train",), ("plot",), ("samples",), ("roc",), ("saliency",), ("gradcam",), ("data", "faces"),
+            ("notebooks", "run"), ("book",)} <= set(commands)
     for command in [()] + commands:
         with pytest.raises(SystemExit) as exit_info:
             main([*command, "--help"])
@@ -63,24 +65,59 @@ def test_full_profile_without_data_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "Assignment4_datasets" in capsys.readouterr().err
 
 
+def _project_command_lines() -> list[str]:
+    """The `course ...` command lines of the book's table mapping the project's scripts."""
+    page = (REPO / "book" / "course_project.md").read_text()
+    table = page.split("## Scripts and commands", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\|[^|]*\| `(course [^`]+)` \|", table, flags=re.M)
+
+
 @pytest.mark.slow
-def test_course_train_and_plot_as_in_the_course(quick_data_home, tmp_path):
-    """The acceptance command: 5 epochs of SimpleNet with Adam on fakes_dataset (quick)."""
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "course_lib.cli", "train", "-d", "fakes_dataset", "-m", "SimpleNet",
-           "-lr", "0.001", "-b", "32", "-e", "5", "-o", "Adam", "--data-home", str(quick_data_home),
-           "--out", str(out)]
-    subprocess.run(cmd, check=True)
-    history = json.loads((out / "fakes_dataset_SimpleNet_Adam.json").read_text())
-    assert len(history["train_loss"]) == 5
-    assert history["train_loss"][-1] < history["train_loss"][0]
+def test_the_project_command_lines_work_as_written(quick_data_home, tmp_path, monkeypatch, capsys):
+    """Every command of the course-project table, run as the book prints it, from one folder.
+
+    Histories land in out/, checkpoints in checkpoints/ and figures in figures/, so each
+    later line finds the files of the earlier ones. The XceptionBased lines need ImageNet
+    weights (not available offline): its training must stop with a message saying so,
+    and the lines after it are only parsed.
+    """
     import torch
-    ckpt = torch.load(out / "fakes_dataset_SimpleNet_Adam.pt")
-    assert set(ckpt) == {"model", "val_acc", "test_acc", "epoch"}
-    figures = tmp_path / "figures"
-    assert main(["plot", "-m", "SimpleNet", "-j", str(out / "fakes_dataset_SimpleNet_Adam.json"),
-                 "-d", "fakes_dataset", "--out", str(figures)]) == 0
-    assert (figures / "fakes_dataset_SimpleNet_curves.png").stat().st_size > 10_000
+
+    lines = _project_command_lines()
+    assert len(lines) == 15 and sum(line.startswith("course train") for line in lines) == 3
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COURSE_DATA_HOME", str(quick_data_home))
+    parser = build_parser()
+    xception_weights = False
+    for line in lines:
+        argv = shlex.split(line)[1:]
+        parser.parse_args(argv)  # every line's flags are valid, run or not
+        if "XceptionBased" in argv and not xception_weights:
+            if argv[0] == "train":
+                assert main(argv) == 2, line
+                assert "FILE does not exist" in capsys.readouterr().err
+            continue
+        assert main(argv) == 0, line
+        out = capsys.readouterr().out
+        if argv[0] == "roc":
+            sums = re.findall(r"\(sum ([0-9.]+)\)", out)
+            assert sums and abs(float(sums[0]) - 1.0) < 1e-3, out
+    for dataset in ("fakes_dataset", "synthetic_dataset"):
+        history = json.loads((tmp_path / "out" / f"{dataset}_SimpleNet_Adam.json").read_text())
+        assert len(history["train_loss"]) == 5
+        ckpt = torch.load(tmp_path / "checkpoints" / f"{dataset}_SimpleNet_Adam.pt")
+        assert set(ckpt) == {"model", "val_acc", "test_acc", "epoch"}
+        assert not (tmp_path / "out" / f"{dataset}_SimpleNet_Adam.pt").exists()
+    history = json.loads((tmp_path / "out" / "fakes_dataset_SimpleNet_Adam.json").read_text())
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    figures = {p.name for p in (tmp_path / "figures").iterdir()}
+    assert {"fakes_dataset_samples.png", "fakes_dataset_SimpleNet_curves.png",
+            "fakes_dataset_SimpleNet_roc_det.png", "synthetic_dataset_SimpleNet_roc_det.png",
+            "fakes_dataset_SimpleNet_saliency_grid.png", "fakes_dataset_SimpleNet_mean_saliency.png",
+            "fakes_dataset_SimpleNet_grad_cam.png",
+            "synthetic_dataset_SimpleNet_grad_cam.png"} <= figures
+    for name in figures:
+        assert (tmp_path / "figures" / name).stat().st_size > 10_000, name
 
 
 def test_saliency_of_a_missing_checkpoint_says_how_to_make_one(tmp_path, capsys):
@@ -97,21 +134,3 @@ def test_gradcam_of_another_models_checkpoint_is_a_clear_error(tmp_path, capsys)
     torch.save({"model": SimpleNet().state_dict()}, path)
     code = main(["gradcam", "-m", "XceptionBased", "-cpp", str(path), "-d", "synthetic_dataset"])
     assert code == 2 and "does not hold XceptionBased weights" in capsys.readouterr().err
-
-
-def test_saliency_and_gradcam_write_their_figures(quick_data_home, tmp_path):
-    """The course's saliency_map.py and grad_cam_analysis.py, from a `course train` checkpoint."""
-    import torch
-
-    from course_lib.models import SimpleNet
-
-    torch.manual_seed(0)
-    path = tmp_path / "fakes_dataset_SimpleNet_Adam.pt"
-    torch.save({"model": SimpleNet().state_dict(), "val_acc": 0.0, "test_acc": 0.0, "epoch": 0}, path)
-    out = tmp_path / "figures"
-    common = ["-m", "SimpleNet", "-cpp", str(path), "-d", "fakes_dataset", "--data-home", str(quick_data_home),
-              "--out", str(out), "--device", "cpu"]
-    assert main(["saliency", *common]) == 0
-    assert main(["gradcam", *common]) == 0
-    for name in ("saliency_grid", "mean_saliency", "grad_cam"):
-        assert (out / f"fakes_dataset_SimpleNet_{name}.png").stat().st_size > 10_000

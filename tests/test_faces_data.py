@@ -17,6 +17,7 @@ from .conftest import write_images
 def test_real_images_come_first_with_label_0(small_split):
     ds = FacesDataset(small_split)
     assert len(ds) == 5
+    assert (ds.real_len, ds.fake_len) == (3, 2)  # the course project's names
     assert [ds[i][1] for i in range(5)] == [0, 0, 0, 1, 1]
     assert ds.labels() == [0, 0, 0, 1, 1]
     assert np.asarray(ds[0][0]).mean() == 20 and np.asarray(ds[4][0]).mean() == 230

@@ -81,18 +81,27 @@ class FacesDataset(Dataset):
                 f"class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}); {_LAYOUT}")
         return names
 
+    @property
+    def real_len(self) -> int:
+        """Number of real images (indices ``0 .. real_len - 1``); the course project's name."""
+        return len(self.real_image_names)
+
+    @property
+    def fake_len(self) -> int:
+        """Number of fake images (indices ``real_len .. len - 1``); the course project's name."""
+        return len(self.fake_image_names)
+
     def __len__(self) -> int:
-        return len(self.real_image_names) + len(self.fake_image_names)
+        return self.real_len + self.fake_len
 
     def path_and_label(self, index: int) -> tuple[Path, int]:
         """Where image ``index`` lives and its label (0 real, 1 fake)."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
         index %= len(self)
-        n_real = len(self.real_image_names)
-        if index < n_real:
+        if index < self.real_len:
             return self.root_path / "real" / self.real_image_names[index], 0
-        return self.root_path / "fake" / self.fake_image_names[index - n_real], 1
+        return self.root_path / "fake" / self.fake_image_names[index - self.real_len], 1
 
     def __getitem__(self, index: int):
         path, label = self.path_and_label(index)
@@ -116,7 +125,7 @@ class FacesDataset(Dataset):
 
     def labels(self) -> list[int]:
         """All labels in dataset order, without reading any image."""
-        return [0] * len(self.real_image_names) + [1] * len(self.fake_image_names)
+        return [0] * self.real_len + [1] * self.fake_len
 
 
 def check_name(kind: str, name: str, valid) -> None:

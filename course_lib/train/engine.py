@@ -177,7 +177,8 @@ class Engine:
     # -- whole runs ---------------------------------------------------------------------------
 
     def fit(self, train: Dataset, epochs: int, val: Dataset | None = None, test: Dataset | None = None,
-            output_dir=None, run_name: str = "run", resume: bool = True, restore_best: bool = False) -> dict:
+            output_dir=None, run_name: str = "run", resume: bool = True, restore_best: bool = False,
+            checkpoint_dir=None) -> dict:
         """Train for ``epochs`` epochs in total; return the history.
 
         The history maps each key to one value per epoch: ``train_loss``,
@@ -196,6 +197,10 @@ class Engine:
           continues from its last finished epoch when called again with
           ``resume=True``; ``resume=False`` starts afresh.
 
+        ``checkpoint_dir``: where the two ``.pt`` files go instead of
+        ``output_dir`` (the course project keeps histories in ``out/`` and
+        checkpoints in ``checkpoints/``).
+
         ``restore_best``: load the best epoch's weights into the model at the end.
         """
         if epochs < 1:
@@ -209,15 +214,19 @@ class Engine:
         fingerprint = self._fingerprint(train, val, test)  # before callbacks change the plug-ins
         self._call("on_fit_start")
         out = Path(output_dir) if output_dir is not None else None
+        if checkpoint_dir is not None and out is None:
+            raise ValueError("checkpoint_dir needs output_dir (where the history JSON goes)")
+        ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else out
         start_epoch, elapsed = 0, 0.0
         best_state = None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            state_path = out / f"{run_name}.state.pt"
+            ckpt.mkdir(parents=True, exist_ok=True)
+            state_path = ckpt / f"{run_name}.state.pt"
             if resume and state_path.exists():
                 start_epoch, elapsed = self._load_state(state_path, fingerprint)
-                if restore_best and (out / f"{run_name}.pt").exists():
-                    best_state = torch.load(out / f"{run_name}.pt", map_location=self.device)["model"]
+                if restore_best and (ckpt / f"{run_name}.pt").exists():
+                    best_state = torch.load(ckpt / f"{run_name}.pt", map_location=self.device)["model"]
         start = began - elapsed
         epochs_bar = tqdm(range(start_epoch, epochs), desc="epochs", initial=start_epoch, total=epochs,
                           disable=not show_progress(self.progress))
@@ -238,7 +247,7 @@ class Engine:
             if improved and restore_best:
                 best_state = copy.deepcopy(self.model.state_dict())
             if out is not None:
-                self._save(out, run_name, record, epoch, improved, fingerprint)
+                self._save(out, ckpt, run_name, record, epoch, improved, fingerprint)
         self._call("on_fit_end")
         if restore_best and best_state is not None:
             self.model.load_state_dict(best_state)
@@ -261,15 +270,15 @@ class Engine:
                 "batches": repr(self.batches),
                 "sizes": [len(d) if d is not None else None for d in (train, val, test)]}
 
-    def _save(self, out: Path, run_name: str, record: dict, epoch: int, improved: bool,
+    def _save(self, out: Path, ckpt: Path, run_name: str, record: dict, epoch: int, improved: bool,
               fingerprint: dict) -> None:
         if improved:
-            atomic_torch_save(out / f"{run_name}.pt", {
+            atomic_torch_save(ckpt / f"{run_name}.pt", {
                 "model": self.model.state_dict(), "epoch": epoch, "val_acc": record.get("val_acc"),
                 "test_acc": record.get("test_acc"),
                 **({self.monitor: record[self.monitor]} if self.monitor else {})})
         atomic_write_json(out / f"{run_name}.json", self.history)
-        atomic_torch_save(out / f"{run_name}.state.pt", {
+        atomic_torch_save(ckpt / f"{run_name}.state.pt", {
             "fingerprint": fingerprint, "epoch": epoch + 1,
             "seconds": record["seconds"], "stop": self.stop, "step": self.step,
             "history": self.history, "best_epoch": self.best_epoch, "best_value": self.best_value,

@@ -52,14 +52,17 @@ class Trainer(Engine):
         """
         return self.evaluate(dataset)
 
-    def run(self, epochs: int, output_dir=None, run_name: str = "run", resume: bool = True) -> dict:
+    def run(self, epochs: int, output_dir=None, run_name: str = "run", resume: bool = True,
+            checkpoint_dir=None) -> dict:
         """Train for ``epochs`` epochs in total and return the history (see ``Engine.fit``).
 
-        Files: ``{run_name}.json`` (history), ``{run_name}.pt`` (best
-        validation accuracy) and ``{run_name}.state.pt`` (resume).
+        Files: ``output_dir/{run_name}.json`` (history), and in ``checkpoint_dir``
+        (default: ``output_dir``) ``{run_name}.pt`` (best validation accuracy)
+        and ``{run_name}.state.pt`` (resume).
         """
         return self.fit(self.train_dataset, epochs, self.validation_dataset, self.test_dataset,
-                        output_dir=output_dir, run_name=run_name, resume=resume)
+                        output_dir=output_dir, run_name=run_name, resume=resume,
+                        checkpoint_dir=checkpoint_dir)
 
 
 __all__ = ["HISTORY_KEYS", "Trainer", "load_history", "output_name"]
