@@ -229,13 +229,23 @@ def attack_table(models: dict, x: torch.Tensor, y: torch.Tensor, attacks: dict, 
 
 
 def format_table(table: dict, corner: str = "model") -> str:
-    """A {row: {column: value}} table as aligned text, values with one decimal."""
-    columns = list(next(iter(table.values())))
+    """A {row: {column: value}} table as aligned text, numbers with one decimal.
+
+    A missing or None value prints as "-" (a cell the source left empty); a
+    string prints as it is.
+    """
+    columns = list(dict.fromkeys(c for row in table.values() for c in row))
     width = max(len(corner), *(len(r) for r in table))
+
+    def cell(value) -> str:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return "-"
+        return value if isinstance(value, str) else f"{value:.1f}"
+
     cells = [max(len(c), 6) for c in columns]
     lines = [corner.ljust(width) + "  " + "  ".join(c.rjust(w) for c, w in zip(columns, cells))]
     for name, row in table.items():
-        lines.append(name.ljust(width) + "  " + "  ".join(f"{row[c]:.1f}".rjust(w) for c, w in zip(columns, cells)))
+        lines.append(name.ljust(width) + "  " + "  ".join(cell(row.get(c)).rjust(w) for c, w in zip(columns, cells)))
     return "\n".join(lines)
 
 

@@ -156,6 +156,23 @@ def test_static_augmentation_pairs_each_example_with_its_own_stored_twin():
             assert torch.equal(ai, twins[index])
 
 
+def test_static_augmentation_over_several_eps_levels_gives_each_example_one_twin_of_its_level():
+    """Defendr's levels: example i is attacked at level i % k, each level's set is stored once."""
+    data = _data(12)
+    model = _linear_model()
+    levels = (FGSMAttack(0.06), FGSMAttack(0.12), FGSMAttack(0.3))
+    augmented = StaticAugmentation(levels).dataset(_engine(model), data)
+    x, y = augmented.tensors
+    assert len(x) == 24 and torch.equal(y, torch.cat([data.tensors[1]] * 2))
+    moved = (x[12:] - data.tensors[0]).abs().flatten(1).amax(1)
+    expected = torch.tensor([levels[i % 3].eps for i in range(12)])
+    assert torch.allclose(moved, expected, atol=1e-6), moved
+    paired = StaticAugmentation(list(levels), paired=True).dataset(_engine(model), data).tensors
+    assert torch.equal(paired[1], x[12:]) and torch.equal(paired[0], data.tensors[0])
+    with pytest.raises(ValueError, match="at least one attack"):
+        StaticAugmentation([])
+
+
 def test_squeezing_objective_is_used_in_training():
     data = _data(16)
     losses = {}
@@ -190,6 +207,18 @@ def test_collapse_of_holdout_pgd_accuracy_stops_training_and_restores_the_best(m
     assert engine.stop and engine.best_epoch == 1 and len(history["holdout_pgd_acc"]) == 3
     for key, value in model.state_dict().items():
         assert torch.equal(value, snapshots[1][key])  # the weights of epoch 2
+
+
+def test_guard_measures_a_starting_model_as_it_measures_each_epoch():
+    """Chapter 6's epoch 0: guard.measure on the untrained model equals an epoch that changed nothing."""
+    model, data = _linear_model(), _data()
+    guard = OverfittingGuard(*data.tensors, eps=0.1)
+    before = guard.measure(model, "cpu")
+    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.0), device="cpu", progress=False,
+                    batches=AttackBatches(FastFGSMAttack(0.1)), callbacks=[guard], batch_size=8)
+    history = engine.fit(data, 1)
+    assert (history["holdout_clean_acc"][0], history["holdout_pgd_acc"][0]) == before
+    assert before[1] <= before[0]
 
 
 def test_eps_warmup_grows_the_training_eps_linearly_per_step():

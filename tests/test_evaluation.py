@@ -134,6 +134,9 @@ def test_attack_table_per_class_and_confusion():
     assert table["m"]["flip"] == accuracy(model, 1 - x, y)
     text = format_table(table)
     assert text.splitlines()[0].split() == ["model", "clean", "flip"]
+    cited = format_table({"A": {"0%": 90.7, "50%": None}, "B": {"0%": "n/a", "50%": 78.46}}, corner="row")
+    assert [line.split() for line in cited.splitlines()] == [["row", "0%", "50%"], ["A", "90.7", "-"],
+                                                             ["B", "n/a", "78.5"]]
     per_class = per_class_accuracy(model, x, y, n_classes=4)
     assert per_class.shape == (4,) and np.isnan(per_class[3])
     confusion = prediction_confusion(model, x, 1 - x, n_classes=3)

@@ -39,9 +39,11 @@ def test_every_zoo_model_has_quick_and_full_settings():
     names = zoo.zoo_names()
     assert {"mnist_baseline", "mnist_pgd", "mnist_fast", "mnist_mlp", "planted_patch", "simplenet_fakes",
             "simplenet_synthetic", "xception_synthetic", "mnist_defendr_fgsm", "mnist_defendr_pgd", "mnist_alp",
-            "mnist_clp"} <= set(names)
+            "mnist_clp", "mnist_logit_squeezing", "efficientnet_synthetic_imagenet",
+            "efficientnet_synthetic_scratch"} <= set(names)
     assert all(zoo.get_recipe(n).start_from == "mnist_baseline" for n in names if n.startswith(("mnist_defendr",
                                                                                                  "mnist_alp")))
+    assert zoo.get_recipe("mnist_defendr_pgd").settings("quick")["eps_levels"] == (0.06, 0.12, 0.3)  # Defendr's
     assert zoo.get_recipe("xception_synthetic").settings("full")["pretrained"] is True
     assert zoo.get_recipe("xception_synthetic").settings("quick")["pretrained"] is False
     with pytest.raises(ValueError, match="no zoo model named 'resnet'.*mnist_pgd"):

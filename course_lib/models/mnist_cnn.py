@@ -3,8 +3,8 @@
 Its zoo recipes, below the model: ``mnist_baseline`` (clean training),
 ``mnist_pgd`` (Madry et al.'s PGD training) and ``mnist_fast`` (Wong et al.'s
 fast FGSM training), each storing its clean and robust test accuracy; and
-Defendr's four defences, fine-tuned from the baseline (``mnist_defendr_fgsm``,
-``mnist_defendr_pgd``, ``mnist_alp``, ``mnist_clp``).
+Defendr's defences, fine-tuned from the baseline (``mnist_defendr_fgsm``,
+``mnist_defendr_pgd``, ``mnist_alp``, ``mnist_clp``, ``mnist_logit_squeezing``).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..data.mnist import mnist_splits
 from ..evaluation import accuracy, pgd_accuracy
 from ..train.batches import AttackBatches, StaticAugmentation
 from ..train.callbacks import EpsWarmup, OneCycle, OverfittingGuard
-from ..train.objectives import AdversarialLogitPairing, CleanLogitPairing
+from ..train.objectives import AdversarialLogitPairing, CleanLogitPairing, LogitSqueezing
 from ..train.recipes import Plan, Recipe, register
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -109,19 +109,32 @@ register(Recipe(
 
 
 # Defendr's defences (chapter 6): each fine-tunes the trained baseline. The static
-# augmentations attack the baseline once, before training, and store the examples
-# under DATA_HOME/adversarial (the ALP model reuses the PGD set).
-DEFENCE = dict(epochs=1, batch_size=64, optimizer="Adam", lr=1e-3, eps=0.3, pgd_step=0.1, pgd_steps=3, lam=0.5)
+# augmentations attack the baseline once, before training, at Defendr's three eps
+# levels (each training digit gets one twin, the levels taking turns), and store the
+# examples under DATA_HOME/adversarial (the ALP model reuses the PGD set). PGD here:
+# 3 steps of eps / 3 from a random start.
+DEFENCE = dict(epochs=1, batch_size=64, optimizer="Adam", lr=1e-3, eps_levels=(0.06, 0.12, 0.3), pgd_steps=3,
+               lam=0.5, squeeze_lam=0.05)
+
+
+def _levels(attack):
+    """``settings -> [attack at each of Defendr's eps levels]`` for ``attack(eps, settings)``."""
+    return lambda s: [attack(eps, s) for eps in s["eps_levels"]]
+
+
+_FGSM_LEVELS = _levels(lambda eps, s: FGSMAttack(eps))
+_PGD_LEVELS = _levels(lambda eps, s: PGDAttack(eps, eps / s["pgd_steps"], s["pgd_steps"]))
 DEFENCES = {
-    "mnist_defendr_fgsm": ("training set + its FGSM examples",
-                           lambda s, home: Plan(batches=StaticAugmentation(FGSMAttack(s["eps"]), home / "adversarial"))),
-    "mnist_defendr_pgd": ("training set + its PGD-3 examples",
-                          lambda s, home: Plan(batches=StaticAugmentation(
-                              PGDAttack(s["eps"], s["pgd_step"], s["pgd_steps"]), home / "adversarial"))),
-    "mnist_alp": ("adversarial logit pairing on stored PGD-3 twins",
+    "mnist_defendr_fgsm": ("training set + its FGSM examples at eps 0.06/0.12/0.3",
+                           lambda s, home: Plan(batches=StaticAugmentation(_FGSM_LEVELS(s), home / "adversarial"))),
+    "mnist_defendr_pgd": ("training set + its PGD-3 examples at eps 0.06/0.12/0.3",
+                          lambda s, home: Plan(batches=StaticAugmentation(_PGD_LEVELS(s), home / "adversarial"))),
+    "mnist_alp": ("adversarial logit pairing on stored PGD-3 twins (eps 0.06/0.12/0.3)",
                   lambda s, home: Plan(objective=AdversarialLogitPairing(s["lam"]), batches=StaticAugmentation(
-                      PGDAttack(s["eps"], s["pgd_step"], s["pgd_steps"]), home / "adversarial", paired=True))),
+                      _PGD_LEVELS(s), home / "adversarial", paired=True))),
     "mnist_clp": ("clean logit pairing", lambda s, home: Plan(objective=CleanLogitPairing(s["lam"]))),
+    "mnist_logit_squeezing": ("clean logit squeezing",
+                              lambda s, home: Plan(objective=LogitSqueezing(s["squeeze_lam"]))),
 }
 for _name, (_what, _plan) in DEFENCES.items():
     register(Recipe(

@@ -52,23 +52,34 @@ def adversarial_dataset(model: nn.Module, dataset: TensorDataset, attack, cache_
 class StaticAugmentation(BatchMaker):
     """Defendr's augmentation: the training set plus its adversarial examples, made once.
 
-    At the start of the fit, ``attack`` is run against the model as it is
+    At the start of the fit, the attack is run against the model as it is
     then (the trained baseline, when fine-tuning) on every training example
-    (cached in ``cache_dir``). ``paired=False`` trains on the clean and the
-    adversarial examples as one set of twice the size; ``paired=True`` keeps
-    each clean example with its own stored twin (``batch.clean``), for ALP.
+    (cached in ``cache_dir``). ``attack`` is one attack recipe, or a sequence of
+    them (Defendr's several eps levels): with k recipes, example ``i`` gets its
+    twin from recipe ``i % k``, so the set still doubles, every level covers
+    a k-th of it, and each example keeps one twin. ``paired=False`` trains on
+    the clean and the adversarial examples as one set of twice the size;
+    ``paired=True`` keeps each clean example with its own stored twin
+    (``batch.clean``), for ALP.
     """
 
     def __init__(self, attack, cache_dir=None, paired: bool = False):
-        self.attack, self.cache_dir, self.paired = attack, cache_dir, paired
+        self.attacks = tuple(attack) if isinstance(attack, (list, tuple)) else (attack,)
+        if not self.attacks:
+            raise ValueError("StaticAugmentation needs at least one attack")
+        self.cache_dir, self.paired = cache_dir, paired
 
     def dataset(self, engine, train: TensorDataset) -> TensorDataset:
-        adv = adversarial_dataset(engine.model, train, self.attack, self.cache_dir,
-                                  generator=engine.attack_generator)
         x, y = train.tensors
+        adv_x = torch.empty_like(x)
+        for level, attack in enumerate(self.attacks):
+            rows = torch.arange(level, len(x), len(self.attacks))
+            part = adversarial_dataset(engine.model, TensorDataset(x[rows], y[rows]), attack, self.cache_dir,
+                                       generator=engine.attack_generator)
+            adv_x[rows] = part.tensors[0].to(adv_x.dtype)
         if self.paired:
-            return TensorDataset(x, adv.tensors[0], y)
-        return TensorDataset(torch.cat([x, adv.tensors[0]]), torch.cat([y, adv.tensors[1]]))
+            return TensorDataset(x, adv_x, y)
+        return TensorDataset(torch.cat([x, adv_x]), torch.cat([y, y]))
 
     def __call__(self, engine, loaded: tuple) -> Batch:
         if len(loaded) == 3:
@@ -76,4 +87,5 @@ class StaticAugmentation(BatchMaker):
         return Batch(x=loaded[0], y=loaded[1])
 
     def __repr__(self) -> str:
-        return f"StaticAugmentation({self.attack!r}, paired={self.paired})"
+        attacks = self.attacks[0] if len(self.attacks) == 1 else list(self.attacks)
+        return f"StaticAugmentation({attacks!r}, paired={self.paired})"

@@ -27,11 +27,17 @@ class OverfittingGuard(Callback):
     def on_fit_start(self, engine) -> None:
         engine.monitor = "holdout_pgd_acc"
 
+    def measure(self, model, device) -> tuple[float, float]:
+        """(clean, PGD) accuracy in % of ``model`` on the held-out set, as each epoch measures it.
+
+        Call it on the starting model to get a run's epoch 0 on the same scale.
+        """
+        x, y = self.x.to(device), self.y.to(device)
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        return accuracy(model, x, y), pgd_accuracy(model, x, y, self.eps, self.steps, self.step,
+                                                   generator=generator)
+
     def on_epoch_end(self, engine, record: dict) -> None:
-        x, y = engine.to_device(self.x), self.y.to(engine.device)
-        generator = torch.Generator(device=engine.device).manual_seed(self.seed)
-        record["holdout_clean_acc"] = accuracy(engine.model, x, y)
-        record["holdout_pgd_acc"] = pgd_accuracy(engine.model, x, y, self.eps, self.steps, self.step,
-                                                  generator=generator)
+        record["holdout_clean_acc"], record["holdout_pgd_acc"] = self.measure(engine.model, engine.device)
         if record["holdout_pgd_acc"] < engine.best_value - self.drop:
             engine.stop = True
