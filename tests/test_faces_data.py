@@ -147,3 +147,18 @@ def test_crop_transforms_cut_squares_without_resizing(small_split):
         crop_transforms(0)
     with pytest.raises(ValueError, match="unknown split"):
         load_dataset(small_split, "fakes_dataset", "dev", crop_size=64)
+
+
+def test_face_swap_mask_belongs_to_its_image():
+    """The stand-in's swap mask is replayed from the image's own random stream."""
+    from course_lib.data.synth_faces import face_swap_mask
+
+    mask = face_swap_mask(0, "test", 3)
+    image = generate_image(0, "fakes_dataset", "test", "fake", 3)
+    assert mask.shape == image.shape[:2] and 0.02 < (mask > 0.5).mean() < 0.5
+    assert np.array_equal(image, generate_image(0, "fakes_dataset", "test", "fake", 3))  # unchanged stream
+    # the darker seam line runs where the mask is between 0 and 1
+    grey = image.astype(float).mean(axis=2)
+    edge, inside = (mask > 0.2) & (mask < 0.8), mask > 0.99
+    assert grey[edge].mean() < grey[inside].mean()
+    assert not np.array_equal(mask, face_swap_mask(0, "test", 4))

@@ -117,3 +117,63 @@ def test_every_figure_has_a_caption_and_every_named_one_is_referred_to(path):
         assert figure.get("caption"), f"{path.name} cell {i}: add metadata mystnb.figure.caption"
         if figure.get("name"):
             assert f"{{numref}}`{figure['name']}`" in prose, f"{path.name}: refer to {figure['name']} by number"
+
+
+# -- numbers in the prose: glued from the run, cited, or declared a definition ---------------------
+
+PROSE_NUMBER = re.compile(r"(?<![\w.\-])\d+(?:[.,]\d+)*(?:x\d+)?%?(?!\w)")
+NAMED_THING = re.compile(r"\b(?:Tables?|Figures?|[Cc]hapters?|[Ee]xercises?|Part|[Qq]uestions?|Section|"
+                         r"[Ss]anity check)\s+\d+(?:\s*(?:,|and|-)\s*\d+)*")
+
+
+def prose_numbers(markdown: str) -> list[tuple[str, str]]:
+    """(number as written, its sentence) for each number a reader sees typed in ``markdown``.
+
+    Not counted: math, code, MyST roles (a ``{glue:text}`` value comes from the run,
+    a ``{numref}`` is a figure number), list numbering, names such as "Table 2", and
+    every number of a sentence that cites a source with ``{cite}``.
+    """
+    text = re.sub(r"```.*?```|\$\$.*?\$\$", " ", markdown, flags=re.S)
+    text = re.sub(r"\$[^$\n]*\$", " ", text)
+    cited = {i for i, s in enumerate(_sentences(text)) if "{cite}" in s}
+    text = re.sub(r"\{[a-z:]+\}`[^`]*`|`[^`]*`", " ", text)
+    text = re.sub(r"^\s*\d+\. ", " ", text, flags=re.M)
+    found = []
+    for i, sentence in enumerate(_sentences(text)):
+        if i in cited:
+            continue
+        for match in PROSE_NUMBER.finditer(NAMED_THING.sub(" ", sentence)):
+            found.append((match.group(), " ".join(sentence.split())))
+    return found
+
+
+def _sentences(text: str) -> list[str]:
+    # Roles and code spans keep their length-independent place: split on the same marks either way.
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z(*{])|\n\s*\n", text)
+
+
+def test_prose_numbers_finds_typed_results_and_skips_the_rest():
+    typed = prose_numbers("The model reaches 97.3% on the test set. Its loss fell.")
+    assert [n for n, _ in typed] == ["97.3%"]
+    assert prose_numbers("It reaches {glue:text}`acc:.1f`% here, with `lr=0.01` and $\\epsilon = 0.3$.") == []
+    assert prose_numbers("The paper reports 86.6% {cite}`defendr`. See Table 2 and chapter 5.") == []
+    assert [n for n, _ in prose_numbers("1. train for 5 epochs\n2. stop")] == ["5"]
+
+
+PROSE_CHAPTERS = [p for p in NOTEBOOKS if p.name[:2] in {"01", "02", "03", "04", "05", "06"}]
+
+
+@pytest.mark.parametrize("path", PROSE_CHAPTERS, ids=lambda p: p.stem)
+def test_numbers_in_the_prose_are_glued_cited_or_declared_definitions(path):
+    """Chapters 1-6: a number typed in the text is a setting or a definition the notebook declares,
+    a number cited from a source, or a result glued from the run (myst-nb's glue)."""
+    nb = nbformat.read(path, as_version=4)
+    declared = nb.metadata.get("course", {}).get("defined_numbers", [])
+    found = [(n, s) for c in nb.cells if c.cell_type == "markdown" for n, s in prose_numbers(c.source)]
+    unexplained = sorted({f"{n!r} in: {s[:100]}" for n, s in found if n not in declared})
+    assert not unexplained, (
+        f"{path.name}: numbers typed in the text that are neither glued from the run "
+        "({glue:text}`name`), cited ({cite}`key` in the same sentence), nor declared as "
+        "settings or definitions (metadata.course.defined_numbers):\n  " + "\n  ".join(unexplained))
+    stale = set(declared) - {n for n, _ in found}
+    assert not stale, f"{path.name}: declared numbers no longer in the text: {sorted(stale)}"

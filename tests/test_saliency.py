@@ -101,3 +101,26 @@ def test_grad_cam_visualization_of_a_test_image(small_split):
     assert np.array_equal(again, get_grad_cam_visualization(dataset, model, seed=3)[0])
     with pytest.raises(ValueError, match="no conv3; pass target_layer"):
         get_grad_cam_visualization(dataset, nn.Sequential(nn.Flatten(), nn.LazyLinear(2)), index=0)
+
+
+# -- class model visualisation (Simonyan et al.) -----------------------------------------------
+
+def test_class_model_of_a_linear_score_is_its_weights_over_twice_lambda():
+    """For S_c(I) = w_c . I + b_c the regularised optimum is I* = w_c / (2 lam): known in closed form."""
+    from course_lib.saliency import class_model_visualisation
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    model.train()
+    for target in (0, 2):
+        image = class_model_visualisation(model, target, (3, 2, 2), steps=3000, lr=0.01, l2=0.5)
+        expected = model[1].weight[target].detach().reshape(1, 3, 2, 2) / (2 * 0.5)
+        assert torch.allclose(image, expected, atol=0.03), (image - expected).abs().max()
+    assert model.training and all(p.grad is None for p in model.parameters())  # left as found
+
+
+def test_class_model_bad_target_says_how_many_classes():
+    from course_lib.saliency import class_model_visualisation
+
+    with pytest.raises(ValueError, match="target 5 is not a class of a model with 3 outputs"):
+        class_model_visualisation(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), 5, (1, 2, 2), steps=1)

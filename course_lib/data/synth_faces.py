@@ -179,6 +179,11 @@ def make_real(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
 
 def make_face_swap(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
     """A face-swap fake: identity B's inner face planted into a photo of A."""
+    return _face_swap(rng, size)[0]
+
+
+def _face_swap(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the fake (size, size, 3) uint8, its blend mask (size, size) in [0, 1]: 1 = donor's face)."""
     target, donor = _identity(rng), _identity(rng)
     pose = _pose(rng)
     base = _compose(target, pose, size)
@@ -209,7 +214,7 @@ def make_face_swap(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarr
     # the mask is between 0 and 1 (4m(1-m) peaks at 1 on the edge, 0 elsewhere).
     seam = 4 * mask * (1 - mask)
     out = out * (1 - rng.uniform(0.1, 0.25) * seam)
-    return _camera(out, rng, blur=rng.uniform(0.5, 1.0))
+    return _camera(out, rng, blur=rng.uniform(0.5, 1.0)), mask[..., 0]
 
 
 # Zero-insertion upsampling followed by this 1-D kernel (applied along rows and
@@ -263,6 +268,19 @@ def generate_image(seed: int, dataset: str, split: str, label: str, index: int) 
     rng = np.random.default_rng(
         [seed, DATASETS.index(dataset), SPLITS.index(split), CLASSES.index(label), index])
     return _MAKERS[dataset, label](rng)
+
+
+def face_swap_mask(seed: int, split: str, index: int) -> np.ndarray:
+    """The blend mask of the stand-in's fake ``index`` of ``fakes_dataset/<split>``: (256, 256) in [0, 1].
+
+    1 where the donor's inner face was pasted, 0 outside, the feathered seam in
+    between; the image it belongs to is ``<split>/fake/{index:05d}.png`` of the
+    stand-in drawn with ``seed``. Only the stand-in knows it (the course's
+    photographs come without masks).
+    """
+    rng = np.random.default_rng(
+        [seed, DATASETS.index("fakes_dataset"), SPLITS.index(split), CLASSES.index("fake"), index])
+    return _face_swap(rng, IMAGE_SIZE)[1]
 
 
 def _cache_key(seed: int, sizes: FacesSizes) -> str:
