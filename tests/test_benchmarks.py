@@ -21,7 +21,7 @@ RUNS = {
     "adversarial_training": ["adversarial_training.py", "--device", "cpu", "--epochs", "1", "--train-size", "128"],
     "simplenet_training": ["simplenet_training.py", "--device", "cpu", "--steps", "1", "--batches", "2"],
     "xception_training": ["xception_training.py", "--device", "cpu", "--steps", "1", "--settings", "64x2"],
-    "faces_generation": ["faces_generation.py", "--workers", "1"],
+    "faces_generation": ["faces_generation.py", "--workers", "1", "--scale", "0.1"],
     "grading": ["grading.py", "--submissions", "1", "--workers", "1"],
 }
 
