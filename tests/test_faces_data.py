@@ -151,12 +151,17 @@ def test_crop_transforms_cut_squares_without_resizing(small_split):
 
 def test_face_swap_mask_belongs_to_its_image():
     """The stand-in's swap mask is replayed from the image's own random stream."""
-    from course_lib.data.synth_faces import face_swap_mask
+    from course_lib.data.faces import CLASSES, DATASETS, SPLITS
+    from course_lib.data.synth_faces import _face_swap, face_swap_mask
 
     mask = face_swap_mask(0, "test", 3)
     image = generate_image(0, "fakes_dataset", "test", "fake", 3)
+    # drawn together from the image's coordinates, the fake and its mask are these two
+    stream = np.random.default_rng([0, DATASETS.index("fakes_dataset"), SPLITS.index("test"),
+                                    CLASSES.index("fake"), 3])
+    drawn_image, drawn_mask = _face_swap(stream, 256)
+    assert np.array_equal(drawn_image, image) and np.array_equal(drawn_mask, mask)
     assert mask.shape == image.shape[:2] and 0.02 < (mask > 0.5).mean() < 0.5
-    assert np.array_equal(image, generate_image(0, "fakes_dataset", "test", "fake", 3))  # unchanged stream
     # the darker seam line runs where the mask is between 0 and 1
     grey = image.astype(float).mean(axis=2)
     edge, inside = (mask > 0.2) & (mask < 0.8), mask > 0.99
