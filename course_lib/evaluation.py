@@ -75,7 +75,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 40,
-                 step: float = 0.01, restarts: int = 1, batch_size: int = 500,
+                 step: float = 0.01, restarts: int = 1, batch_size: int = 128,
                  generator: torch.Generator | None = None) -> float:
     """Accuracy in % under L-infinity PGD with a random start (step capped at eps).
 
@@ -84,6 +84,8 @@ def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     only the examples still standing: one that is already lost needs no more
     attempts, so a model that falls at the first restart costs one run, not
     ``restarts``. ``generator`` draws the random starts (None: torch's global RNG).
+    ``batch_size``: examples attacked at once; 128 ran PGD-50 on the zoo's MnistCNN
+    1.3x faster than 500 on 2 CPU cores (the working set stays in cache).
     """
     from .attacks import pgd, predict
 

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -109,11 +110,28 @@ def _screenshot(base: str, page: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def rendered(served_book):
+    """Every page's report and each chapter's screenshot, as futures of Chromium runs three at a time.
+
+    Each run is its own browser process with its own profile, so running them
+    side by side only saves the waiting; ``.result()`` raises a page's own
+    failure in that page's test.
+    """
+    root, base = served_book
+    _chromium()
+    with ThreadPoolExecutor(3) as pool:
+        reports = {page: pool.submit(_report, root, base, page) for page in BOOK_PAGES + CHAPTERS}
+        shots = {page: pool.submit(_screenshot, base, page) for page in CHAPTERS}
+    return reports, shots
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", BOOK_PAGES + CHAPTERS)
-def test_page_renders_with_all_figures_and_no_errors(served_book, page):
+def test_page_renders_with_all_figures_and_no_errors(served_book, rendered, page):
     root, base = served_book
-    report = _report(root, base, page)
+    reports, shots = rendered
+    report = reports[page].result()
     assert report["text"] > 500, f"{page} rendered almost no text: {report}"
     assert report["broken"] == [], f"{page}: images that did not load: {report['broken']}"
     assert not report["traceback"] and report["errors"] == 0, f"{page} shows an error output: {report}"
@@ -124,23 +142,21 @@ def test_page_renders_with_all_figures_and_no_errors(served_book, page):
         assert report["images"] >= 2, f"{page} shows no figures: {report}"
         assert report["colab"] and report["binder"], f"{page} has no Colab or Binder launch button: {report}"
         assert report["download"] > 0, f"{page} has no download button: {report}"
-        shot = _screenshot(base, page)
+        shot = shots[page].result()
         assert shot.is_file() and shot.stat().st_size > 20_000, f"no real screenshot of {page} at {shot}"
 
 
 @pytest.mark.slow
-def test_formulas_render_offline(served_book):
+def test_formulas_render_offline(rendered):
     """Chromium here has no route to a CDN: typeset math proves the bundled MathJax did it."""
-    root, base = served_book
-    report = _report(root, base, "notebooks/09_local_geometry.html")
+    report = rendered[0]["notebooks/09_local_geometry.html"].result()
     assert report["math"] >= 3 and report["rendered"] == report["math"], report
     assert report["mathjax"] and all("/_static/mathjax/" in src for src in report["mathjax"]), report["mathjax"]
 
 
 @pytest.mark.slow
-def test_the_navigation_reaches_every_chapter(served_book):
-    root, base = served_book
-    nav = _report(root, base, "book/intro.html")["nav"]
+def test_the_navigation_reaches_every_chapter(rendered):
+    nav = rendered[0]["book/intro.html"].result()["nav"]
     # hrefs are relative to book/intro.html
     targets = {posixpath.normpath(posixpath.join("book", href.split("#")[0])) for href in nav}
     missing = [page for page in CHAPTERS + BOOK_PAGES if page not in targets and page != "book/intro.html"]

@@ -25,7 +25,7 @@ from torch import nn
 from ..config import data_home, get_device, get_profile
 from ..evaluation import accuracy
 from ..io import atomic_write_json
-from .engine import Engine
+from .engine import Engine, place
 from .optimizers import make_optimizer
 from .recipes import RECIPES, Plan, Recipe, code_digest
 
@@ -176,7 +176,7 @@ def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev
         state = torch.load(folder / f"{stem}.pt", map_location=dev, weights_only=True)
         model.load_state_dict(state["model"])
         history = json.loads((folder / f"{stem}.json").read_text())
-        return ZooModel(name, model.to(dev).eval(), history, saved["metrics"], saved["seconds"],
+        return ZooModel(name, place(model, dev).eval(), history, saved["metrics"], saved["seconds"],
                         saved["eval_seconds"], settings, splits, folder, built_now=False,
                         input_normalisation=recipe.input_normalisation)
     if recipe.start_from:  # fine-tuning: start from the other zoo model's trained weights
@@ -186,7 +186,7 @@ def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev
         trained = build(zoo_name, profile, home, str(dev), seed, progress)
         model.get_submodule(part).load_state_dict(trained.model.state_dict())
     if settings["epochs"] == 0:
-        return _assemble(recipe, name, model.to(dev), folder, splits, settings, seed, stem)
+        return _assemble(recipe, name, place(model, dev), folder, splits, settings, seed, stem)
     plan = _plan(recipe, settings, splits, home)
     optimizer = make_optimizer(settings["optimizer"], model.parameters(), settings["lr"],
                                weight_decay=settings.get("weight_decay", 0.0))
