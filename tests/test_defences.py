@@ -94,6 +94,24 @@ def test_random_resize_pad_keeps_the_size_and_draws_from_its_generator():
         layer(torch.rand(1, 1, 32, 32))
 
 
+def test_random_resize_pad_per_image_gives_each_image_its_own_draw():
+    from torch.nn import functional as F
+
+    image = torch.rand(1, 1, 28, 28)
+    x = image.repeat(24, 1, 1, 1).requires_grad_(True)
+    shared = RandomResizePad(28, 25, torch.Generator().manual_seed(0))(x)
+    assert all(torch.equal(shared[0], row) for row in shared), "one draw per batch by default (Xie et al.)"
+    out = RandomResizePad(28, 25, torch.Generator().manual_seed(0), per_image=True)(x)
+    assert out.shape == x.shape and len({row.flatten().tolist().__str__() for row in out.detach()}) > 4
+    possible = [F.pad(F.interpolate(image, size=(side, side), mode="bilinear", align_corners=False),
+                      (left, 28 - side - left, top, 28 - side - top))[0]
+                for side in range(25, 29) for top in range(29 - side) for left in range(29 - side)]
+    for row in out.detach():  # every image is a resize-and-pad of itself, exactly
+        assert any(torch.equal(row, candidate) for candidate in possible)
+    out.sum().backward()
+    assert x.grad.abs().sum() > 0, "differentiable, for EOT"
+
+
 def test_randomised_averages_probabilities_over_draws():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))

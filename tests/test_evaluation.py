@@ -64,6 +64,24 @@ def test_gradient_free_check_breaks_the_undefended_model_and_flags_a_masked_one(
     assert masked.passed is False, str(masked)  # PGD sees no gradient; SPSA breaks it anyway
 
 
+def test_checklist_probes_with_the_finite_difference_size_it_is_given(monkeypatch):
+    from course_lib import attacks
+    from course_lib.evaluation import robustness_checklist
+
+    seen = []
+
+    def recording_spsa(model, x, y, eps, steps, samples, delta=0.01, lr=None):
+        seen.append(delta)
+        return x.clone()
+
+    monkeypatch.setattr(attacks, "spsa", recording_spsa)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    x, y = torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 0, 1])
+    robustness_checklist(model, x, y, 0.1, steps=2, step=0.05, spsa_examples=2, spsa_delta=0.25)
+    robustness_checklist(model, x, y, 0.1, steps=2, step=0.05, spsa_examples=2)
+    assert seen == [0.25, 0.01]
+
+
 class _Quantised(torch.nn.Module):
     """Rounds its input to 2 grey levels first: zero gradients everywhere (gradient masking)."""
 

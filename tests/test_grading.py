@@ -23,7 +23,7 @@ from course_lib.grading.sandbox import FIRST_SANDBOX_UID, Limits, isolation
 from .grading.corpus import cases, submission
 from .grading.tiny import TEST_ADD, source_notebook
 
-WORKERS = 2
+WORKERS = 4  # the grader at more slots than cores: submissions wait on time limits and kernel starts
 LIMITS = ["--cell-timeout", "4", "--timeout", "40", "--memory-mb", "1024", "--max-output-mb", "1"]
 CASE_NAMES = [c.name for c in cases(Path("/course"))]
 

@@ -272,3 +272,20 @@ def test_the_defences_are_zoo_models_built_from_the_baseline():
     assert set(zoo.get_recipe("mnist_ensemble").components.values()) == {"mnist_dunet", "mnist_alp", "mnist_clp"}
     full = zoo.get_recipe("mnist_dunet").settings("full")
     assert full["encoder_widths"] == (64, 128, 256, 256, 256) and full["decoder_blocks"] == (2, 3, 3, 3)
+
+
+def test_defendr_table4_denoisers_each_train_on_one_attack_at_one_budget(tmp_path):
+    from course_lib.attacks import FGSMAttack, PGDAttack
+    from course_lib.models.mnist_defences import denoiser_plan
+
+    expected = {"mnist_dunet_fgsm_012": [FGSMAttack(0.12)], "mnist_dunet_fgsm_030": [FGSMAttack(0.3)],
+                "mnist_dunet_pgd_012": [PGDAttack(0.12, 0.04, 5)], "mnist_dunet_pgd_030": [PGDAttack(0.3, 0.1, 5)]}
+    for name, attacks in expected.items():
+        recipe = zoo.get_recipe(name)
+        assert recipe.components == {"classifier": "mnist_baseline"}
+        plan = denoiser_plan(recipe.settings("quick"), None, tmp_path)
+        assert plan.batches.attacks == attacks, name
+        assert plan.objective == zoo.get_recipe("mnist_dunet").plan(recipe.settings("quick"), None, tmp_path).objective
+    # the default denoiser keeps both attacks
+    both = denoiser_plan(zoo.get_recipe("mnist_dunet").settings("quick"), None, tmp_path).batches.attacks
+    assert [type(a) for a in both] == [FGSMAttack, PGDAttack]

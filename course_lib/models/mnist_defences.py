@@ -4,8 +4,10 @@
   in front of the fixed baseline, one recipe per guided loss (feature-guided is
   the default, as in HGD's best model); the zoo model is the denoiser and the
   classifier together, one module from pixels to logits.
+- ``mnist_dunet_fgsm_012``, ``_fgsm_030``, ``_pgd_012``, ``_pgd_030``: the
+  feature-guided denoiser trained on one attack at one eps only (Defendr's Table 4).
 - ``mnist_random_resize_pad``: the baseline behind random resizing and padding
-  (a new draw at every forward pass).
+  (a new draw for every image at every forward pass).
 - ``mnist_bit_depth``: the baseline behind 1-bit squeezing.
 - ``mnist_ensemble``: the denoiser model, ALP and CLP, scores normalised and summed.
 
@@ -27,7 +29,7 @@ GUIDES = {"feature": FeatureGuided("fc1"), "pixel": PixelGuided(), "logit": Logi
           "label": LabelGuided()}
 
 # quick: a narrow, one-block-per-stage U-Net; full: HGD's widths and depths.
-DUNET_QUICK = dict(epochs=2, batch_size=64, optimizer="Adam", lr=1e-3, guide="feature",
+DUNET_QUICK = dict(epochs=1, batch_size=64, optimizer="Adam", lr=1e-3, guide="feature",
                    encoder_widths=(16, 32, 32, 32, 32), encoder_blocks=(1, 1, 1, 1, 1),
                    decoder_widths=(16, 32, 32, 32), decoder_blocks=(1, 1, 1, 1),
                    fgsm_eps=(0.3,), pgd_eps=0.3, pgd_step=0.1, pgd_steps=5)
@@ -44,9 +46,13 @@ def build_denoised(settings: dict) -> Denoised:
 
 
 def denoiser_plan(settings: dict, splits, data_home) -> Plan:
-    """The guided loss of ``settings["guide"]`` on FGSM pairs at each eps and PGD pairs, made against the baseline."""
+    """The guided loss of ``settings["guide"]`` on FGSM pairs at each eps and PGD pairs, made against the baseline.
+
+    ``pgd_eps`` None trains on the FGSM pairs alone; ``fgsm_eps`` empty, on the PGD pairs alone.
+    """
     attacks = [FGSMAttack(eps) for eps in settings["fgsm_eps"]]
-    attacks.append(PGDAttack(settings["pgd_eps"], settings["pgd_step"], settings["pgd_steps"]))
+    if settings["pgd_eps"] is not None:
+        attacks.append(PGDAttack(settings["pgd_eps"], settings["pgd_step"], settings["pgd_steps"]))
     return Plan(objective=GUIDES[settings["guide"]], batches=DenoiserPairs(attacks, data_home / "adversarial"))
 
 
@@ -58,14 +64,37 @@ for guide in GUIDES:
         quick=dict(DUNET_QUICK, guide=guide), full=dict(DUNET_FULL, guide=guide),
         components={"classifier": "mnist_baseline"}))
 
+# Defendr's Table 4: the feature-guided DUNet trained on one attack at one budget only
+# (``mnist_dunet_fgsm_012`` ... ``mnist_dunet_pgd_030``), to test it on the other attack.
+# PGD: in quick, 5 steps of eps / 3 (those of ``mnist_dunet``'s pairs at 0.3); in full, 40 of 0.01.
+TABLE4_TRAINING = {f"{attack}_{round(eps * 100):03d}": (attack, eps)
+                   for attack in ("fgsm", "pgd") for eps in (0.12, 0.3)}
+
+
+def _trained_on(base: dict, attack: str, eps: float, pgd_step: float) -> dict:
+    if attack == "fgsm":
+        return dict(base, fgsm_eps=(eps,), pgd_eps=None)
+    return dict(base, fgsm_eps=(), pgd_eps=eps, pgd_step=pgd_step)
+
+
+for suffix, (attack, eps) in TABLE4_TRAINING.items():
+    register(Recipe(
+        name=f"mnist_dunet_{suffix}", summary=f"HGD denoiser (feature-guided) trained on {attack.upper()} {eps} "
+                                              "pairs only, in front of the fixed baseline (Defendr Table 4)",
+        build=build_denoised, data=mnist_splits, plan=denoiser_plan,
+        quick=_trained_on(DUNET_QUICK, attack, eps, round(eps / 3, 4)),
+        full=_trained_on(DUNET_FULL, attack, eps, DUNET_FULL["pgd_step"]),
+        components={"classifier": "mnist_baseline"}))
+
 ASSEMBLED = dict(epochs=0, batch_size=64, optimizer="Adam", lr=0.0)
 
 
 
 register(Recipe(
     name="mnist_random_resize_pad", summary="baseline behind random resizing and padding (Xie et al.)",
-    build=lambda settings: Randomised(MnistCNN(), RandomResizePad(28, settings["low"])), data=mnist_splits,
-    quick=dict(ASSEMBLED, low=25), full=dict(ASSEMBLED, low=25),
+    build=lambda settings: Randomised(MnistCNN(), RandomResizePad(28, settings["low"],
+                                                                  per_image=settings["per_image"])),
+    data=mnist_splits, quick=dict(ASSEMBLED, low=25, per_image=True), full=dict(ASSEMBLED, low=25, per_image=True),
     components={"model": "mnist_baseline"}))
 
 register(Recipe(
