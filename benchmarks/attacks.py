@@ -11,11 +11,17 @@ cleverhans's for the same seed. Writes benchmarks/results/attacks.json.
 EOT-PGD rows (``--eot 2 4``) average n gradients per step; their floor share
 counts n forward and n input-only backward passes per step.
 
+The "channels-last model" row runs the kit's PGD on a copy of the model whose
+weights are stored channels-last, the layout the engine trains in and the zoo
+loads in; its floor share is against the default layout's floor, so a share
+above 1 is the layout's gain.
+
 Usage: .venv/bin/python benchmarks/attacks.py [--device cuda] [--model mnist|resnet18] [--runs 5] [--eot 2 4]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 from pathlib import Path
@@ -84,6 +90,8 @@ def main() -> None:
             model, x, EPS, STEP, args.steps, np.inf, clip_min=0.0, clip_max=1.0, y=y, sanity_checks=False),
         "kit": lambda: pgd(model, x, y, EPS, STEP, args.steps),
     }
+    channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    candidates["kit, channels-last model"] = lambda: pgd(channels_last, x, y, EPS, STEP, args.steps)
     for n in args.eot:  # expectation over transformation: n gradients averaged per step
         candidates[f"kit EOT-{n}"] = lambda n=n: pgd(model, x, y, EPS, STEP, args.steps, eot_samples=n)
     try:

@@ -84,8 +84,8 @@ def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     only the examples still standing: one that is already lost needs no more
     attempts, so a model that falls at the first restart costs one run, not
     ``restarts``. ``generator`` draws the random starts (None: torch's global RNG).
-    ``batch_size``: examples attacked at once; 128 ran PGD-50 on the zoo's MnistCNN
-    1.3x faster than 500 on 2 CPU cores (the working set stays in cache).
+    ``batch_size``: examples attacked at once; on a CPU a smaller batch keeps the
+    working set in cache (compare ``benchmarks/attacks.py --batch 128`` and ``--batch 500``).
     """
     from .attacks import pgd, predict
 
