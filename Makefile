@@ -11,6 +11,9 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: book test notebooks install browser clean
 
+# The installs of `make test` (pip's and the browser's) run side by side.
+MAKEFLAGS += --jobs=2
+
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
