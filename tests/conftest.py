@@ -1,10 +1,6 @@
 """Shared fixtures: small datasets made on the fly, and one quick-profile data home."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,70 +68,16 @@ def _isolated_environment(monkeypatch, _scratch_home):
     monkeypatch.setenv("COURSE_DATA_HOME", str(_scratch_home))
 
 
-def _runs_after_notebooks(item) -> bool:
-    return "executed_notebooks" in item.fixturenames or item.get_closest_marker("after_notebooks") is not None
-
-
-def pytest_collection_modifyitems(config, items):
-    """Run the tests that need the executed notebooks last, and start executing them first.
-
-    Executing the chapters takes most of the run and leaves part of the CPU idle
-    (kernels start, figures render); the other tests fill that time while the
-    notebooks run in a background process (``_notebooks_in_background``).
-    """
-    items.sort(key=_runs_after_notebooks)  # stable: the order within each part stays
-    config.stash[_NEEDS_NOTEBOOKS] = any("executed_notebooks" in item.fixturenames for item in items)
-
-
-_NEEDS_NOTEBOOKS = pytest.StashKey[bool]()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _notebooks_in_background(request, tmp_path_factory):
-    """The ``course notebooks run`` process (quick profile), started before the first test.
-
-    None when no selected test needs the executed notebooks. Stopped at the end of
-    the session if it is still running (an interrupted run).
-    """
-    if not request.config.stash.get(_NEEDS_NOTEBOOKS, False):
-        yield None
-        return
-    from course_lib.runner import EXECUTED_DIR
-
-    home = request.getfixturevalue("quick_data_home")
-    log = tmp_path_factory.mktemp("notebooks") / "run.log"
-    (EXECUTED_DIR / "report.json").unlink(missing_ok=True)  # never read a previous run's report
-    env = dict(os.environ, COURSE_PROGRESS="0")
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "course_lib.cli", "notebooks", "run", "--out", str(EXECUTED_DIR),
-             "--data-home", str(home)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    process.log = log
-    yield process
-    if process.poll() is None:
-        process.terminate()
-        process.wait(timeout=60)
-
-
 @pytest.fixture(scope="session")
-def executed_notebooks(_notebooks_in_background):
-    """Every notebook executed once (quick profile) into _build/executed, by the background run.
+def executed_notebooks(quick_data_home):
+    """Execute every notebook once (quick profile) into _build/executed.
 
-    The notebook tests and the book build share this one run. Maps each
-    notebook's name to its ``NotebookRun`` (read from the run's report.json).
+    The notebook tests and the book build share this one run.
     """
-    from course_lib.runner import EXECUTED_DIR, NotebookRun, list_notebooks
+    from course_lib.runner import EXECUTED_DIR, list_notebooks, run_notebooks
 
-    process = _notebooks_in_background
-    process.wait()
-    report = EXECUTED_DIR / "report.json"
-    names = [p.stem for p in list_notebooks(REPO / "notebooks")]
-    runs = json.loads(report.read_text())["runs"] if report.exists() else []
-    runs = {run["name"]: NotebookRun(**run) for run in runs}
-    assert set(runs) == set(names), (
-        f"the notebook run (exit {process.returncode}) reported {sorted(runs)}, not every notebook; "
-        f"its log:\n{process.log.read_text()[-3000:]}")
-    return runs
+    runs = run_notebooks(list_notebooks(REPO / "notebooks"), EXECUTED_DIR, data_home=quick_data_home)
+    return {run.name: run for run in runs}
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import pytest
 from course_lib.train.zoo import build
 
 
-@pytest.mark.after_notebooks  # chapter 6 builds these two; tests before it would build them alone
 @pytest.mark.parametrize("name,robust_target", [("mnist_pgd", 80.0), ("mnist_fast", 70.0)])
 def test_robust_zoo_models_reach_their_targets(zoo_home, name, robust_target):
     """PGD-50 with 10 restarts at eps 0.3 (the zoo's stored evaluation), and clean accuracy of at least 95%."""
