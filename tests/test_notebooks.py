@@ -33,7 +33,9 @@ def checked_prefix(executed, folder: Path) -> Path:
 
     nbval re-executes every cell it is given; the checked cells only need the
     cells before them, so the rest of the chapter (already run once by the
-    fixture) is not run a second time. Raises when no cell is checked.
+    fixture) is not run a second time. Within the prefix, cells tagged ``nbval-skip``
+    (figures the checked cells do not need, as in chapter 4) are not re-run either;
+    a checked cell that needed one fails with a NameError. Raises when no cell is checked.
     """
     executed = Path(executed)
     nb = nbformat.read(executed, as_version=4)
