@@ -32,6 +32,24 @@ def test_transform_is_applied(small_split):
     assert train_image.shape == (3, 256, 256)
 
 
+def test_decoded_images_are_kept_and_handed_out_as_copies(small_split, monkeypatch):
+    from course_lib.data import faces
+
+    crops = FacesDataset(small_split, transform=TRANSFORM_TRAIN)
+    assert len({tuple(crops[3][0][:, :6, :6].flatten().tolist()) for _ in range(12)}) > 1  # still random
+    dataset = FacesDataset(small_split)
+    first = dataset[0][0]
+    first.paste((255, 0, 0), (0, 0, 10, 10))  # the caller draws on its image
+    assert dataset[0][0].getpixel((0, 0)) == (20, 20, 20)
+    monkeypatch.setattr(faces, "DECODED_CACHE_BYTES", 0)
+    uncached = FacesDataset(small_split)
+    uncached[0]
+    monkeypatch.setattr(faces.Image, "open", lambda path: pytest.fail(f"decoded {path} again"))
+    assert dataset[0][0].getpixel((5, 5)) == (20, 20, 20)  # from memory: no second decode
+    with pytest.raises(pytest.fail.Exception, match="decoded .*real"):
+        uncached[0]  # with no budget every read decodes
+
+
 def test_index_out_of_range(small_split):
     with pytest.raises(IndexError, match="out of range"):
         FacesDataset(small_split)[5]
