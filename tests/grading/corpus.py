@@ -26,8 +26,24 @@ class Case:
     answers: tuple[str, str] | None = (ADD, MEAN)  # None: leave the student version's stubs
     edit: Callable | None = None  # edit(notebook, course_dir) -> notebook, or raw text
     status: tuple[str, ...] = ("graded",)  # acceptable statuses
-    score: float = 3.0
+    score: float | Callable[[dict], float] = 3.0  # or the score its gradebook row deserves
     isolated: bool = False  # holds only where sandbox.isolation() has namespaces and a sandbox uid
+
+    def expected_score(self, row: dict) -> float:
+        return self.score(row) if callable(self.score) else self.score
+
+
+def _flood_score(row: dict) -> float:
+    """1.0 when the flood stopped the run at its cell; 3.0 when the kernel survived its MemoryError.
+
+    Which limit trips first depends on the load: the runner sees the flood and stops
+    the run (``output``), the kernel dies buffering it (``memory``, "the kernel died"),
+    or the kernel survives a MemoryError as allocate_50gb's does (``memory``, "cell N
+    ran out of memory") and the run goes on: ``mean``, defined before the flood,
+    then passes its test.
+    """
+    went_on = row["status"] == "memory" and "ran out of memory" in row["reason"]
+    return 3.0 if went_on else 1.0
 
 
 def _when_blocked(attempt: str) -> str:
@@ -120,9 +136,8 @@ def cases(course_dir, port: int = 9) -> list[Case]:
         Case("allocate_50gb", answers=(ADD, MEAN + "hoard = bytearray(50 * 10**9)\n"), status=("memory",)),
         Case("fork_bomb", answers=(ADD, "import os\nwhile True:\n    os.fork()\n" + MEAN),
              status=("graded", "timeout", "crashed", "output"), score=1.0, isolated=True),
-        # the kernel may run out of memory buffering the output before the runner sees the flood
         Case("print_gigabytes", answers=(ADD, MEAN + "while True:\n    print('x' * 10**6)\n"),
-             status=("output", "memory"), score=1.0),
+             status=("output", "memory"), score=_flood_score),
         Case("sys_exit", answers=(ADD + "import sys\nsys.exit()\n", MEAN)),
         Case("os_exit", answers=(ADD, MEAN + "import os\nos._exit(1)\n"), status=("crashed",), score=1.0),
         Case("segfault", answers=(ADD, MEAN + "import ctypes\nctypes.string_at(0)\n"), status=("crashed",),
