@@ -26,8 +26,8 @@ from course_lib.runner import list_notebooks
 
 from .conftest import REPO
 
-HARNESS = """<!doctype html><html><body>
-<iframe id="page" src="book/{page}" width="1200" height="900"></iframe>
+HARNESS = """<!doctype html><html><body style="margin: 0">
+<iframe id="page" src="book/{page}" width="1280" height="2400" style="border: 0"></iframe>
 <script>
 document.getElementById("page").addEventListener("load", () => setTimeout(() => {{
   const doc = document.getElementById("page").contentDocument;
@@ -89,40 +89,40 @@ BOOK_PAGES = [f"book/{p.stem}.html" for p in sorted((REPO / "book").glob("*.md")
 SCREENSHOTS = REPO / "_build" / "screenshots"
 
 
-def _report(root: Path, base: str, page: str) -> dict:
+def _screenshot_path(page: str) -> Path:
+    return SCREENSHOTS / f"{re.sub(r'[^a-z0-9]+', '_', page)}.png"
+
+
+def _report(root: Path, base: str, page: str, screenshot: Path | None = None) -> dict:
+    """The harness's report on ``page``; with ``screenshot``, the same Chromium run also saves the
+    page as it rendered (the harness's frame fills the 1280x2400 window)."""
     harness = f"check_{re.sub(r'[^a-z0-9]+', '_', page)}.html"
     (root / harness).write_text(HARNESS.format(page=page))
+    shoot = ["--window-size=1280,2400", "--hide-scrollbars", f"--screenshot={screenshot}"] if screenshot else []
     with tempfile.TemporaryDirectory() as profile:
-        dom = subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom",
+        dom = subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", *shoot,
                               f"{base}/{harness}"], capture_output=True, text=True, timeout=120).stdout
     match = re.search(r'data-report="([^"]*)"', dom)
     assert match, f"the harness did not report for {page}; DOM: {dom[:500]}"
     return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
 
 
-def _screenshot(base: str, page: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{re.sub(r'[^a-z0-9]+', '_', page)}.png"
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,2400",
-                        "--hide-scrollbars", f"--screenshot={path}", f"{base}/book/{page}"],
-                       capture_output=True, text=True, timeout=120)
-    return path
-
-
 @pytest.fixture(scope="module")
 def rendered(served_book):
-    """Every page's report and each chapter's screenshot, as futures of Chromium runs three at a time.
+    """Every page's report as futures of Chromium runs three at a time, and each chapter's screenshot path.
 
     Each run is its own browser process with its own profile, so running them
     side by side only saves the waiting; ``.result()`` raises a page's own
-    failure in that page's test.
+    failure in that page's test. A chapter's run also takes its screenshot.
     """
     root, base = served_book
     _chromium()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots = {page: _screenshot_path(page) for page in CHAPTERS}
+    for shot in shots.values():
+        shot.unlink(missing_ok=True)  # never pass on a previous run's picture
     with ThreadPoolExecutor(3) as pool:
-        reports = {page: pool.submit(_report, root, base, page) for page in BOOK_PAGES + CHAPTERS}
-        shots = {page: pool.submit(_screenshot, base, page) for page in CHAPTERS}
+        reports = {page: pool.submit(_report, root, base, page, shots.get(page)) for page in BOOK_PAGES + CHAPTERS}
     return reports, shots
 
 
@@ -142,7 +142,7 @@ def test_page_renders_with_all_figures_and_no_errors(served_book, rendered, page
         assert report["images"] >= 2, f"{page} shows no figures: {report}"
         assert report["colab"] and report["binder"], f"{page} has no Colab or Binder launch button: {report}"
         assert report["download"] > 0, f"{page} has no download button: {report}"
-        shot = shots[page].result()
+        shot = shots[page]
         assert shot.is_file() and shot.stat().st_size > 20_000, f"no real screenshot of {page} at {shot}"
 
 
