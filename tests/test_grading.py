@@ -151,7 +151,7 @@ def _rows(course: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def hostile_batch(tmp_path_factory):
-    """A 30+ submission batch, killed (SIGKILL) once 8 rows are written, then run again to the end."""
+    """The corpus's batch (every hostile case), killed (SIGKILL) once 8 rows are written, then run again to the end."""
     from course_lib.grading.course import assign
 
     course = tmp_path_factory.mktemp("course")
@@ -192,7 +192,7 @@ def test_each_submission_gets_the_grade_it_deserves(hostile_batch, name):
         pytest.skip("needs namespaces and a sandbox uid (root with unshare, setpriv and ip); "
                     "the batch log says which limits were in force")
     (row,) = [r for r in hostile_batch["rows"] if r["student"] == name]
-    assert row["status"] in case.status and float(row["score"]) == case.expected_score(row), row
+    assert row["status"] in case.status and case.fair(float(row["score"])), row
     assert float(row["max_score"]) == 3.0
     if row["status"] != "graded":
         assert row["reason"], "every failure says why"

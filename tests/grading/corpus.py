@@ -26,24 +26,11 @@ class Case:
     answers: tuple[str, str] | None = (ADD, MEAN)  # None: leave the student version's stubs
     edit: Callable | None = None  # edit(notebook, course_dir) -> notebook, or raw text
     status: tuple[str, ...] = ("graded",)  # acceptable statuses
-    score: float | Callable[[dict], float] = 3.0  # or the score its gradebook row deserves
+    score: float | tuple[float, ...] = 3.0  # or every score it may fairly get
     isolated: bool = False  # holds only where sandbox.isolation() has namespaces and a sandbox uid
 
-    def expected_score(self, row: dict) -> float:
-        return self.score(row) if callable(self.score) else self.score
-
-
-def _flood_score(row: dict) -> float:
-    """1.0 when the flood stopped the run at its cell; 3.0 when the kernel survived its MemoryError.
-
-    Which limit trips first depends on the load: the runner sees the flood and stops
-    the run (``output``), the kernel dies buffering it (``memory``, "the kernel died"),
-    or the kernel survives a MemoryError as allocate_50gb's does (``memory``, "cell N
-    ran out of memory") and the run goes on: ``mean``, defined before the flood,
-    then passes its test.
-    """
-    went_on = row["status"] == "memory" and "ran out of memory" in row["reason"]
-    return 3.0 if went_on else 1.0
+    def fair(self, score: float) -> bool:
+        return score in (self.score if isinstance(self.score, tuple) else (self.score,))
 
 
 def _when_blocked(attempt: str) -> str:
@@ -126,9 +113,10 @@ def cases(course_dir, port: int = 9) -> list[Case]:
     kit = ("import course_lib.grading.course as c\npaths = sorted(c.KIT_ASSIGNMENTS.glob('*/*.ipynb'))\n"
            "open(paths[0] if paths else '/no/kit/assignments', 'rb').read()")
     return [
-        *[Case(f"honest_{i}") for i in range(1, 6)],
-        *[Case(f"partial_{i}", answers=(ADD, WRONG_MEAN), score=1.0) for i in range(1, 5)],
-        *[Case(f"blank_{i}", answers=None, score=0.0) for i in range(1, 4)],
+        # two of each ordinary kind: identical submissions must get identical grades
+        *[Case(f"honest_{i}") for i in range(1, 3)],
+        *[Case(f"partial_{i}", answers=(ADD, WRONG_MEAN), score=1.0) for i in range(1, 3)],
+        *[Case(f"blank_{i}", answers=None, score=0.0) for i in range(1, 3)],
         Case("wrong", answers=(WRONG_ADD, WRONG_MEAN), score=0.0),
         Case("infinite_loop", answers=(ADD, MEAN + "while True:\n    pass\n"), status=("timeout",), score=1.0),
         Case("sleep_forever", answers=(ADD + "import time\ntime.sleep(10**6)\n", MEAN), status=("timeout",),
@@ -136,8 +124,12 @@ def cases(course_dir, port: int = 9) -> list[Case]:
         Case("allocate_50gb", answers=(ADD, MEAN + "hoard = bytearray(50 * 10**9)\n"), status=("memory",)),
         Case("fork_bomb", answers=(ADD, "import os\nwhile True:\n    os.fork()\n" + MEAN),
              status=("graded", "timeout", "crashed", "output"), score=1.0, isolated=True),
+        # Which limit trips first depends on the load: the runner sees the flood and stops the run
+        # (output), the kernel dies buffering it (memory), or the kernel survives a MemoryError and
+        # the run goes on (memory), when mean's test passes if the kernel has memory left for it
+        # (mean is defined before the flood) and fails if not. add's point is always kept.
         Case("print_gigabytes", answers=(ADD, MEAN + "while True:\n    print('x' * 10**6)\n"),
-             status=("output", "memory"), score=_flood_score),
+             status=("output", "memory"), score=(1.0, 3.0)),
         Case("sys_exit", answers=(ADD + "import sys\nsys.exit()\n", MEAN)),
         Case("os_exit", answers=(ADD, MEAN + "import os\nos._exit(1)\n"), status=("crashed",), score=1.0),
         Case("segfault", answers=(ADD, MEAN + "import ctypes\nctypes.string_at(0)\n"), status=("crashed",),
