@@ -106,6 +106,26 @@ def test_grading_commands_import_no_ml_code():
     assert out.strip().endswith("[]"), out
 
 
+def test_memory_is_found_in_an_error_or_at_the_end_of_a_stderr_traceback():
+    from course_lib.grading.execute import memory_error_in
+
+    def notebook(*outputs):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("y = 2")]
+        nb.cells[1].outputs = list(outputs)
+        return nb
+
+    flush_failed = "ERROR:tornado.application:Exception in callback\nTraceback (most recent call last):\n" \
+                   "  File \"iostream.py\", line 804, in _flush_buffers\n    data = buffer.getvalue()\nMemoryError\n"
+    assert memory_error_in(notebook(nbformat.v4.new_output("stream", name="stderr", text=flush_failed))) == 1
+    assert memory_error_in(notebook(nbformat.v4.new_output("error", ename="MemoryError", evalue="", traceback=[]))) == 1
+    assert memory_error_in(notebook(nbformat.v4.new_output(
+        "stream", name="stderr", text="OSError: [Errno 12] Cannot allocate memory\n"))) == 1
+    assert memory_error_in(notebook(nbformat.v4.new_output("stream", name="stdout", text=flush_failed))) is None
+    assert memory_error_in(notebook(nbformat.v4.new_output(
+        "stream", name="stderr", text="warning: a MemoryError is likely with this batch size\n"))) is None
+
+
 def test_limits_reject_nonsense():
     with pytest.raises(ValueError, match="memory_mb must be positive"):
         Limits(memory_mb=0)

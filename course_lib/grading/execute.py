@@ -81,11 +81,24 @@ class CappedClient(NotebookClient):
 
 
 def memory_error_in(nb) -> int | None:
-    """Index of the first cell whose error output says memory ran out, or None."""
+    """Index of the first cell whose outputs say memory ran out, or None.
+
+    Looks at the cell's error and at its stderr: when a cell floods its output,
+    the kernel's output thread can be the one to run out of memory, and its
+    traceback (ending in ``MemoryError``) reaches only stderr.
+    """
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
-            if out.get("output_type") == "error" and any(
-                    mark in f"{out.get('ename')}: {out.get('evalue')}" for mark in MEMORY_MARKS):
+            if out.get("output_type") == "error":
+                said = [f"{out.get('ename')}: {out.get('evalue')}"]
+            elif out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = out.get("text", "")
+                lines = ("".join(text) if isinstance(text, list) else text).splitlines()
+                said = [line for line in lines if line.strip().startswith(MEMORY_MARKS)  # a traceback's last line
+                        or "[Errno 12]" in line]  # ENOMEM
+            else:
+                continue
+            if any(mark in line for line in said for mark in MEMORY_MARKS):
                 return i
     return None
 

@@ -125,9 +125,10 @@ def cases(course_dir, port: int = 9) -> list[Case]:
         Case("fork_bomb", answers=(ADD, "import os\nwhile True:\n    os.fork()\n" + MEAN),
              status=("graded", "timeout", "crashed", "output"), score=1.0, isolated=True),
         # Which limit trips first depends on the load: the runner sees the flood and stops the run
-        # (output), the kernel dies buffering it (memory), or the kernel survives a MemoryError and
-        # the run goes on (memory), when mean's test passes if the kernel has memory left for it
-        # (mean is defined before the flood) and fails if not. add's point is always kept.
+        # (output), the kernel dies buffering it (memory), or the kernel, or only its output thread
+        # (a MemoryError traceback on stderr), runs out of memory and the run goes on (memory): then
+        # mean's test passes if the kernel has memory left for it (mean is defined before the flood)
+        # and fails if not. add's point is always kept.
         Case("print_gigabytes", answers=(ADD, MEAN + "while True:\n    print('x' * 10**6)\n"),
              status=("output", "memory"), score=(1.0, 3.0)),
         Case("sys_exit", answers=(ADD + "import sys\nsys.exit()\n", MEAN)),
