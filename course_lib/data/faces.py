@@ -112,13 +112,14 @@ class FacesDataset(Dataset):
         return self.root_path / "fake" / self.fake_image_names[index - self.real_len], 1
 
     def __getitem__(self, index: int):
-        path, label = self.path_and_label(index)
-        image = self._decoded.get(index % len(self))
+        path, label = self.path_and_label(index)  # checks the range
+        key = index % len(self)  # -1 and len - 1 are one image
+        image = self._decoded.get(key)
         if image is None:
             image = self._read(path)
             size = image.width * image.height * len(image.getbands())
             if self._decoded_bytes + size <= DECODED_CACHE_BYTES:
-                self._decoded[index % len(self)] = image
+                self._decoded[key] = image
                 self._decoded_bytes += size
         if self.transform is not None:
             return self.transform(image), label
