@@ -292,7 +292,7 @@ def cmd_roc(args) -> int:
 
 
 def cmd_models_list(args) -> int:
-    from .train.zoo import get_recipe, is_built, zoo_names
+    from .zoo import get_recipe, is_built, zoo_names
 
     for name in zoo_names():
         recipe = get_recipe(name)
@@ -307,7 +307,7 @@ def cmd_models_list(args) -> int:
 
 
 def cmd_models_build(args) -> int:
-    from .train.zoo import build, zoo_names
+    from .zoo import build, zoo_names
 
     for name in args.names or zoo_names():
         built = build(name, args.profile, args.data_home, args.device, args.seed)

@@ -51,7 +51,7 @@ def zoo_home(quick_data_home) -> Path:
 @pytest.fixture(scope="session")
 def mnist_baseline(zoo_home):
     """The zoo's undefended MNIST CNN (trained once per test run, on the CPU)."""
-    from course_lib.train.zoo import trained_model
+    from course_lib.zoo import trained_model
 
     return trained_model("mnist_baseline", "quick", zoo_home, device="cpu")
 

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from course_lib.attacks import eot_gradient, loss_gradient, pgd
 from course_lib.defences import (BPDA, BitDepth, Denoised, DUNet, Ensemble, Preprocessed, RandomResizePad,
                                  Randomised, bpda)
-from course_lib.train.engine import Batch
+from course_lib.train.batch import Batch
 from course_lib.train.objectives import FeatureGuided, LabelGuided, LogitGuided, PixelGuided
 
 SMALL = dict(encoder_widths=(4, 8, 8), encoder_blocks=(1, 1, 1), decoder_widths=(4, 8), decoder_blocks=(1, 1))

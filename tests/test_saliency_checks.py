@@ -12,7 +12,7 @@ from course_lib.saliency import (GradCAMSaliency, gradient_saliency, mass_inside
 
 @pytest.fixture(scope="module")
 def planted_model(zoo_home):
-    from course_lib.train.zoo import trained_model
+    from course_lib.zoo import trained_model
 
     return trained_model("planted_patch", "quick", zoo_home, device="cpu")
 

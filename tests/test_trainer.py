@@ -80,7 +80,7 @@ def test_same_seed_same_history():
 def test_the_best_checkpoint_is_written_only_when_validation_accuracy_improves(tmp_path, monkeypatch):
     trainer = _trainer()
     scripted = iter([(0.5, 60.0), (0.5, 50.0), (0.4, 80.0), (0.4, 70.0), (0.3, 40.0), (0.3, 90.0)])
-    monkeypatch.setattr(trainer, "evaluate", lambda dataset: next(scripted))  # val, test per epoch
+    monkeypatch.setattr(trainer, "measure", lambda dataset: dict(zip(("loss", "acc"), next(scripted))))  # val, test
     writes = []
     original = course_io.atomic_torch_save
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from course_lib.train.zoo import build
+from course_lib.zoo import build
 
 
 @pytest.mark.parametrize("name,robust_target", [("mnist_pgd", 80.0), ("mnist_fast", 70.0)])

@@ -18,9 +18,8 @@ the paper: the measures describe the function around x, not valid images.
 from .lipschitz import LipschitzResult, MinMax, fit_minmax, local_lipschitz
 from .perturbations import permuted_perturbations, sample_generator, sphere_perturbations
 from .scores import ScoreSpread, confident_samples, isotropy, symmetry
-from .settings import chapter_settings
 from .topology import TopologyResult, layer_outputs, topology
 
-__all__ = ["LipschitzResult", "MinMax", "ScoreSpread", "TopologyResult", "chapter_settings", "confident_samples", "fit_minmax",
+__all__ = ["LipschitzResult", "MinMax", "ScoreSpread", "TopologyResult", "confident_samples", "fit_minmax",
            "isotropy", "layer_outputs", "local_lipschitz", "permuted_perturbations", "sample_generator",
            "sphere_perturbations", "symmetry", "topology"]

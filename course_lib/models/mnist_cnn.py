@@ -141,7 +141,3 @@ for _name, (_what, _plan) in DEFENCES.items():
         name=_name, summary=f"MnistCNN fine-tuned from mnist_baseline: {_what} (Defendr)",
         build=lambda settings: MnistCNN(), data=mnist_splits, quick=DEFENCE, full=dict(DEFENCE, epochs=3),
         plan=lambda settings, splits, home, plan=_plan: plan(settings, home), start_from="mnist_baseline"))
-
-# Chapter 6 also trains PGD and fast FGSM for a few epochs in front of the reader
-# (from the baseline, with the recipes above), for this many epochs.
-SHORT_RUN_EPOCHS = {"quick": 3, "full": 10}

@@ -1,11 +1,13 @@
 """Training: the one engine, its plug-ins, recipes and the model zoo.
 
-* ``engine.py``: ``Engine`` (the loop) and ``Batch``;
-* ``objectives/``, ``batches/``, ``callbacks/``: the plug-ins, one per file;
+* ``batch.py``: ``Batch``, what a step works on (images, labels and named extras);
+* ``engine.py``: ``Engine``, the loop;
+* ``objectives/``, ``batches/``, ``metrics/``, ``callbacks/``: the plug-ins, one per file;
 * ``trainer.py``: the course's ``Trainer`` over the engine, and its file names;
 * ``recipes.py`` and ``zoo.py``: how each shared model is trained, and its cache.
 """
-from .engine import Batch, Engine, load_history
+from .batch import Batch
+from .engine import Engine, load_history
 from .optimizers import OPTIMIZERS, make_optimizer
 from .trainer import HISTORY_KEYS, Trainer, output_name
 

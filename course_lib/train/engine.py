@@ -6,8 +6,12 @@ selects the best epoch, and, given an output folder, writes checkpoints that a
 killed run resumes from. Three kinds of small objects change what an epoch does:
 
 * an **objective** (``train/objectives/``): ``(model, batch) -> (loss, metrics)``;
-* a **batch maker** (``train/batches/``): turns each loaded ``(x, y)`` into the
-  ``Batch`` to train on (clean, Defendr's static augmentation, PGD, fast FGSM);
+* a **batch maker** (``train/batches/``): turns each loaded item (a dict with
+  ``x``, ``y`` and named extras, or an ``(x, y)`` tuple: see ``batch.py``) into
+  the ``Batch`` to train on (clean, Defendr's static augmentation, PGD, fast FGSM);
+* a **metrics** object (``train/metrics/``): what ``measure`` records on the
+  validation and test sets (default: loss and argmax accuracy); ``monitor``
+  picks the one that selects the best epoch;
 * **callbacks** (``train/callbacks/``): hooks at the start and end of the fit,
   of each epoch and of each step (eps warm-up, one-cycle lr, the
   catastrophic-overfitting guard).
@@ -23,29 +27,17 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..config import get_device, show_progress
 from ..io import atomic_torch_save, atomic_write_json
-
-
-@dataclass
-class Batch:
-    """One training batch: ``x`` (B, ...) is what the model trains on, ``y`` (B,) the labels.
-
-    ``clean`` holds the clean images when ``x`` is adversarial (pairing losses need both).
-    """
-
-    x: torch.Tensor
-    y: torch.Tensor
-    clean: torch.Tensor | None = None
+from .batch import Batch, loaded_to
+from .metrics import Accuracy
 
 
 def place(model: nn.Module, device: torch.device, channels_last: bool = True) -> nn.Module:
@@ -72,9 +64,12 @@ class Engine:
         channels_last: store 4-D inputs and weights channels-last (faster
             convolutions on CPUs and tensor cores; ``benchmarks/`` measures it).
         bf16: bfloat16 autocast for the forward passes, on CUDA only.
-        monitor: history key whose highest value marks the best epoch
-            ("val_acc" by default; None: the last epoch is the best).
-        eval_loss: ``(logits, labels) -> loss`` for ``evaluate``; default cross-entropy.
+        metrics: what ``measure`` computes on a set; default ``Accuracy(eval_loss)``
+            (``loss`` and ``acc``).
+        monitor: history key whose best value marks the best epoch ("val_acc"
+            by default; best is highest, or lowest for the names the metrics
+            object lists in ``lower_is_better``; None: the last epoch is the best).
+        eval_loss: ``(logits, labels) -> loss`` of the default metrics; default cross-entropy.
         num_workers: DataLoader worker processes.
         progress: show tqdm progress bars (None: follow ``COURSE_PROGRESS``).
     """
@@ -82,7 +77,7 @@ class Engine:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, objective=None, batches=None,
                  callbacks=(), *, batch_size: int = 64, device: str | torch.device = "auto", seed: int = 0,
                  channels_last: bool = True, bf16: bool = False, monitor: str | None = "val_acc",
-                 eval_loss=None, num_workers: int = 0, progress: bool | None = None):
+                 eval_loss=None, metrics=None, num_workers: int = 0, progress: bool | None = None):
         from .batches import CleanBatches
         from .objectives import CrossEntropy
 
@@ -99,7 +94,9 @@ class Engine:
         self.seed = seed
         self.bf16 = bf16 and self.device.type == "cuda"
         self.monitor = monitor
-        self.eval_loss = eval_loss if eval_loss is not None else F.cross_entropy
+        if metrics is not None and eval_loss is not None:
+            raise ValueError("pass either metrics or eval_loss (the default metrics' loss), not both")
+        self.metrics = metrics if metrics is not None else Accuracy(eval_loss)
         self.num_workers = num_workers
         self.progress = progress
         self.generator = torch.Generator().manual_seed(seed)
@@ -111,7 +108,7 @@ class Engine:
         self.steps_per_epoch = 0
         self.history: dict[str, list] = {}
         self.best_epoch = -1      # 0-based index into the history
-        self.best_value = float("-inf")
+        self.best_value: float | None = None
         self.stop = False         # a callback sets it to end the fit after this epoch
 
     # -- one epoch ------------------------------------------------------------------------
@@ -146,7 +143,7 @@ class Engine:
         bar = tqdm(loader, desc="train", leave=False, disable=not show_progress(self.progress))
         for loaded in bar:
             self._call("on_step_start")
-            batch = self.batches(self, tuple(self.to_device(t) for t in loaded))
+            batch = self.batches(self, loaded_to(loaded, self.to_device))
             with self._autocast():
                 loss, metrics = self.objective(self.model, batch)
             self.optimizer.zero_grad(set_to_none=True)
@@ -164,25 +161,36 @@ class Engine:
                              "use a smaller batch_size or more data")
         return {key: value / seen for key, value in sums.items()}
 
-    def evaluate(self, dataset: Dataset) -> tuple[float, float]:
-        """(mean loss, accuracy %) on ``dataset``, in eval mode without gradients; the mode is restored."""
+    def measure(self, dataset: Dataset) -> dict[str, float]:
+        """The metrics object's values on ``dataset`` (means over its examples), e.g. {"loss", "acc"}.
+
+        In eval mode without gradients, on the clean items as loaded (extras
+        included); the model's mode is restored.
+        """
         was_training = self.model.training
         self.model.eval()
-        total_loss, correct, seen = 0.0, 0, 0
+        sums, seen = {}, 0
         try:
             with torch.no_grad(), self._autocast():
                 for loaded in tqdm(self._loader(dataset, shuffle=False), desc="eval", leave=False,
                                    disable=not show_progress(self.progress)):
-                    inputs, targets = self.to_device(loaded[0]), loaded[-1].to(self.device)
-                    outputs = self.model(inputs).float()
-                    total_loss += self.eval_loss(outputs, targets).item() * len(targets)
-                    correct += (outputs.argmax(1) == targets).sum().item()
-                    seen += len(targets)
+                    batch = Batch.from_loaded(loaded_to(loaded, self.to_device))
+                    for key, value in self.metrics(self.model, batch).items():
+                        sums[key] = sums.get(key, 0.0) + float(value) * len(batch)
+                    seen += len(batch)
         finally:
             self.model.train(was_training)
         if seen == 0:
             raise ValueError("cannot evaluate on an empty dataset")
-        return total_loss / seen, 100.0 * correct / seen
+        return {key: value / seen for key, value in sums.items()}
+
+    def evaluate(self, dataset: Dataset) -> tuple[float, float]:
+        """(mean loss, accuracy %) on ``dataset``: the course's pair, from metrics that give both."""
+        values = self.measure(dataset)
+        if not {"loss", "acc"} <= set(values):
+            raise ValueError(f"evaluate returns (loss, acc), but this engine's metrics ({self.metrics!r}) "
+                             f"give {', '.join(values)}; call measure(dataset) for them")
+        return values["loss"], values["acc"]
 
     # -- whole runs ---------------------------------------------------------------------------
 
@@ -193,8 +201,8 @@ class Engine:
 
         The history maps each key to one value per epoch: ``train_loss``,
         ``train_acc`` (and the objective's other metrics as ``train_<name>``),
-        ``val_loss``/``val_acc`` and ``test_loss``/``test_acc`` when those sets
-        are given, what callbacks add (e.g. ``holdout_pgd_acc``), and
+        ``val_<name>`` and ``test_<name>`` for each of the metrics object's
+        values (default: ``loss`` and ``acc``) when those sets are given, what callbacks add (e.g. ``holdout_pgd_acc``), and
         ``seconds`` (wall time since the fit started, cumulative; it includes the
         batch maker's preparation, such as making a static adversarial set).
 
@@ -218,7 +226,7 @@ class Engine:
         began = time.perf_counter()  # the batch maker's dataset (e.g. stored adversarial examples) counts
         train = self.batches.dataset(self, train)
         self.epochs, self.step, self.stop = epochs, 0, False
-        self.history, self.best_epoch, self.best_value = {}, -1, float("-inf")
+        self.history, self.best_epoch, self.best_value = {}, -1, None
         drop_last = getattr(self.objective, "drop_last", False)
         self.steps_per_epoch = len(self._loader(train, shuffle=False, drop_last=drop_last))
         fingerprint = self._fingerprint(train, val, test)  # before callbacks change the plug-ins
@@ -248,7 +256,7 @@ class Engine:
             record = {f"train_{k}": v for k, v in self.train_epoch(train).items()}
             for name, dataset in (("val", val), ("test", test)):
                 if dataset is not None:
-                    record[f"{name}_loss"], record[f"{name}_acc"] = self.evaluate(dataset)
+                    record.update({f"{name}_{key}": value for key, value in self.measure(dataset).items()})
             self._call("on_epoch_end", record)
             record["seconds"] = time.perf_counter() - start
             for key, value in record.items():
@@ -264,11 +272,16 @@ class Engine:
         return self.history
 
     def _select_best(self, record: dict, epoch: int) -> bool:
-        value = record.get(self.monitor, float("nan")) if self.monitor else float(epoch)
-        if self.monitor and self.monitor not in record:
+        if not self.monitor:
+            self.best_value, self.best_epoch = float(epoch), epoch
+            return True
+        if self.monitor not in record:
             raise ValueError(f"monitor {self.monitor!r} is not among this run's metrics "
-                             f"({', '.join(record)}); pass a validation set or monitor=None")
-        if value > self.best_value:
+                             f"({', '.join(record)}); pass a validation set, plug in metrics that give it, "
+                             "or pass monitor=None")
+        name = self.monitor.split("_", 1)[1] if self.monitor.startswith(("val_", "test_")) else self.monitor
+        value = record[self.monitor]
+        if self.metrics.improves(name, value, self.best_value):
             self.best_value, self.best_epoch = value, epoch
             return True
         return False
@@ -277,7 +290,7 @@ class Engine:
         """What must match for a saved run to be resumed."""
         return {"batch_size": self.batch_size, "seed": self.seed, "model": type(self.model).__name__,
                 "optimizer": type(self.optimizer).__name__, "objective": repr(self.objective),
-                "batches": repr(self.batches),
+                "batches": repr(self.batches), "metrics": repr(self.metrics), "monitor": self.monitor,
                 "sizes": [len(d) if d is not None else None for d in (train, val, test)]}
 
     def _save(self, out: Path, ckpt: Path, run_name: str, record: dict, epoch: int, improved: bool,

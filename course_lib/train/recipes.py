@@ -32,7 +32,8 @@ class Plan:
     objective: object = None
     batches: object = None
     callbacks: list = field(default_factory=list)
-    monitor: str | None = "val_acc"
+    metrics: object = None          # what validation and test record (default: loss and accuracy)
+    monitor: str | None = "val_acc"  # the history key that selects the best epoch
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
-"""The model zoo: every trained model a chapter needs, trained once by the engine and cached.
+"""The model zoo's machinery: every registered recipe trained once by the engine and cached.
 
-``trained_model("mnist_pgd")`` returns the model in eval mode, mapping pixels in
+This module knows only the recipes that have been registered (``recipes.RECIPES``);
+it never imports ``course_lib.models``, which sits above it. Users import
+``course_lib.zoo``, which registers every model of the kit and re-exports these
+functions. ``trained_model("mnist_pgd")`` returns the model in eval mode, mapping pixels in
 [0, 1] to logits (for the course's face detectors, trained on normalised images
 as in the course project, the normalisation is put inside; ``build(...).model``
 is the bare detector that takes what its ``splits`` give). On a cache miss it trains the model with its recipe (see
@@ -25,6 +28,7 @@ from torch import nn
 from ..config import data_home, get_device, get_profile
 from ..evaluation import accuracy
 from ..io import atomic_write_json
+from ..pixel_input import PixelInput
 from .engine import Engine, place
 from .optimizers import make_optimizer
 from .recipes import RECIPES, Plan, Recipe, code_digest
@@ -51,25 +55,21 @@ class ZooModel:
         """The model taking pixels in [0, 1]: ``model`` itself, or ``model`` behind its normalisation."""
         if self.input_normalisation is None:
             return self.model
-        from ..models.pixel_input import PixelInput
-
         mean, std = self.input_normalisation
         return PixelInput(self.model, mean, std).to(next(self.model.parameters()).device).eval()
 
 
 def get_recipe(name: str) -> Recipe:
     """The recipe registered under ``name``."""
-    from .. import models  # noqa: F401  (importing the models registers their recipes)
-
     if name not in RECIPES:
-        raise ValueError(f"no zoo model named {name!r}; valid names: {', '.join(sorted(RECIPES))}")
+        hint = ("" if RECIPES else " (no recipe is registered yet: import course_lib.zoo, which "
+                "registers the kit's models, instead of course_lib.train.zoo)")
+        raise ValueError(f"no zoo model named {name!r}{hint}; valid names: {', '.join(sorted(RECIPES))}")
     return RECIPES[name]
 
 
 def zoo_names() -> list[str]:
     """Names of every registered zoo model, sorted."""
-    from .. import models  # noqa: F401
-
     return sorted(RECIPES)
 
 
@@ -92,7 +92,7 @@ def run_folder(name: str, profile="quick", data_home_path=None, seed: int = 0) -
         model = recipe.build(settings)
     plan = _plan(recipe, settings, splits, home)
     code, _ = code_digest(recipe.build, recipe.data, recipe.plan, recipe.evaluate, model, Engine,
-                          plan.objective, plan.batches, *plan.callbacks)
+                          plan.objective, plan.batches, plan.metrics, *plan.callbacks)
     start = run_folder(recipe.start_from, profile, data_home_path, seed)[0].name if recipe.start_from else None
     parts = {part: run_folder(zoo_name, profile, data_home_path, seed)[0].name
              for part, zoo_name in recipe.components.items()}
@@ -192,7 +192,7 @@ def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev
                                weight_decay=settings.get("weight_decay", 0.0))
     engine = Engine(model, optimizer, plan.objective, plan.batches, plan.callbacks,
                     batch_size=settings["batch_size"], device=dev, seed=seed, monitor=plan.monitor,
-                    progress=progress)
+                    metrics=plan.metrics, progress=progress)
     print(f"zoo: building {name} ({recipe.summary}) into {folder}", flush=True)
     history = engine.fit(splits.train, settings["epochs"], splits.val, splits.test, output_dir=folder,
                          run_name=stem, resume=True)
@@ -203,7 +203,7 @@ def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev
     start = time.perf_counter()
     torch.manual_seed(seed)  # the metrics' own random starts, the same whatever training drew
     metrics = (recipe.evaluate(model, splits, settings) if recipe.evaluate is not None
-               else {"test_acc": engine.evaluate(splits.test)[1]})
+               else {f"test_{key}": value for key, value in engine.measure(splits.test).items()})
     eval_seconds = time.perf_counter() - start
     atomic_write_json(result_path, {"name": name, "settings": settings, "seed": seed, "metrics": metrics,
                                     "seconds": seconds, "eval_seconds": eval_seconds,

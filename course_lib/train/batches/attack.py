@@ -1,7 +1,7 @@
 """Adversarial batches made on the fly against the current weights: PGD training, fast FGSM training."""
 from __future__ import annotations
 
-from ..engine import Batch
+from ..batch import Batch
 from .base import BatchMaker
 
 
@@ -18,9 +18,11 @@ class AttackBatches(BatchMaker):
     def __init__(self, attack):
         self.attack = attack
 
-    def __call__(self, engine, loaded: tuple) -> Batch:
-        x, y = loaded[0], loaded[-1]
-        return Batch(x=self.attack(engine.model, x, y, generator=engine.attack_generator), y=y, clean=x)
+    def __call__(self, engine, loaded) -> Batch:
+        batch = Batch.from_loaded(loaded)
+        batch.clean = batch.x
+        batch.x = self.attack(engine.model, batch.x, batch.y, generator=engine.attack_generator)
+        return batch
 
     def __repr__(self) -> str:
         return f"AttackBatches({self.attack!r})"

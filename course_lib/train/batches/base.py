@@ -5,7 +5,11 @@ from torch.utils.data import Dataset
 
 
 class BatchMaker:
-    """``maker(engine, loaded) -> Batch``, where ``loaded`` is the DataLoader's tuple on the run's device."""
+    """``maker(engine, loaded) -> Batch``, where ``loaded`` is the DataLoader's output on the run's device.
+
+    ``loaded`` is a dict (``x``, ``y`` and named extras) or an ``(x, y)`` tuple;
+    ``Batch.from_loaded`` reads either (``train/batch.py``).
+    """
 
     def dataset(self, engine, train: Dataset) -> Dataset:
         """The dataset the epochs iterate over (default: ``train`` itself)."""

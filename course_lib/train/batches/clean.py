@@ -1,12 +1,12 @@
 """Clean batches: train on the images as they were loaded."""
 from __future__ import annotations
 
-from ..engine import Batch
+from ..batch import Batch
 from .base import BatchMaker
 
 
 class CleanBatches(BatchMaker):
-    """The loaded (x, y) as they are."""
+    """The loaded items as they are: ``x``, ``y`` and every named extra (see ``train/batch.py``)."""
 
-    def __call__(self, engine, loaded: tuple) -> Batch:
-        return Batch(x=loaded[0], y=loaded[-1])
+    def __call__(self, engine, loaded) -> Batch:
+        return Batch.from_loaded(loaded)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from ..engine import Batch
+from ..batch import Batch
 from .base import BatchMaker
 from .static import adversarial_dataset
 

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from ...io import atomic_torch_save
-from ..engine import Batch
+from ..batch import Batch
 from .base import BatchMaker
 
 

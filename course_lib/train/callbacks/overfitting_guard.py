@@ -39,5 +39,5 @@ class OverfittingGuard(Callback):
 
     def on_epoch_end(self, engine, record: dict) -> None:
         record["holdout_clean_acc"], record["holdout_pgd_acc"] = self.measure(engine.model, engine.device)
-        if record["holdout_pgd_acc"] < engine.best_value - self.drop:
+        if engine.best_value is not None and record["holdout_pgd_acc"] < engine.best_value - self.drop:
             engine.stop = True

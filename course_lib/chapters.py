@@ -1,0 +1,58 @@
+"""Each chapter's own settings per profile: the one place a notebook reads its sizes from.
+
+What a zoo model trains with lives in its recipe (``models/*.py``), and what
+every chapter shares (data sources, the number of digits attacked in the eps
+sweeps) in ``config.Profile``. What remains, the sizes that one notebook alone
+uses (digits measured, PGD steps, perturbation radii), lives here, so that a
+notebook asks ``chapter_settings("adaptive_attacks", PROFILE)`` and never types
+``N = 100 if PROFILE == "quick" else 1000``. ``quick`` values keep each notebook
+under 90 s on 2 CPU cores; ``full`` values are the papers'.
+"""
+from __future__ import annotations
+
+SETTINGS: dict[str, dict[str, dict]] = {
+    # Chapter 6: the short training run the notebook shows before it loads the zoo's model.
+    "adversarial_training": {
+        "quick": dict(short_run_epochs=3),
+        "full": dict(short_run_epochs=10),
+    },
+    # Chapter 7: test digits measured in the denoiser's tables.
+    "guided_denoiser": {
+        "quick": dict(digits=100),
+        "full": dict(digits=1000),
+    },
+    # Chapter 8: digits attacked per model and eps, and PGD's steps (of 2.5 eps / steps each).
+    "adaptive_attacks": {
+        "quick": dict(digits=60, pgd_steps=20),
+        "full": dict(digits=1000, pgd_steps=100),
+    },
+    # Chapter 9 (the paper's values in full). Radii are L2 norms of the perturbation with
+    # pixels in [0, 1]; for scale, a 28x28 digit has an L2 norm near 9, and the L-infinity
+    # ball of eps 0.3 of chapters 5-6 reaches L2 norms up to 0.3 * 28 = 8.4.
+    "local_geometry": {
+        "quick": dict(
+            samples=20,                 # confidently classified test digits (the paper: 300)
+            directions=100,             # T perturbations per radius (the paper: 100)
+            radii=(0.01, 0.1, 0.5, 1, 2, 4, 6, 8, 10, 12, 15, 20),
+            topology_samples=8, topology_radii=(0.1, 1, 4, 10), copies=30, permutations=999,
+            lipschitz_directions=20, normaliser_images=2000,
+        ),
+        "full": dict(
+            samples=300,
+            directions=100,
+            radii=(0.01, 0.1, 0.5, *range(1, 21)),
+            topology_samples=50, topology_radii=(0.1, 0.5, 1, 2, 4, 8, 12, 16, 20), copies=100,
+            permutations=999, lipschitz_directions=100, normaliser_images=10000,
+        ),
+    },
+}
+
+
+def chapter_settings(chapter: str, profile) -> dict:
+    """The settings of ``chapter`` in ``profile`` (a name or a ``config.Profile``), a copy."""
+    if chapter not in SETTINGS:
+        raise ValueError(f"no settings for chapter {chapter!r}; chapters with settings: {', '.join(SETTINGS)}")
+    name = profile if isinstance(profile, str) else profile.name
+    if name not in SETTINGS[chapter]:
+        raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(SETTINGS[chapter])}")
+    return dict(SETTINGS[chapter][name])
