@@ -56,7 +56,8 @@ class Recipe:
         components: ``{submodule: zoo name}``: parts of the model whose trained
             weights come from other zoo models before training (a denoiser's
             fixed classifier, an ensemble's members); their builds are part of
-            the cache key. A recipe with ``epochs`` 0 trains nothing: the zoo
+            the cache key. Or ``settings -> {submodule: zoo name}`` when they
+            differ between profiles (``parts(settings)`` gives the dict). A recipe with ``epochs`` 0 trains nothing: the zoo
             assembles the model from its components and measures it.
         input_normalisation: ``(mean, std)`` per channel when the data hands the
             model normalised images (the course's face detectors); the zoo's
@@ -76,7 +77,11 @@ class Recipe:
     run_name: Callable[[dict], str] | None = None
     start_from: str | None = None
     input_normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
-    components: dict[str, str] = field(default_factory=dict)
+    components: dict[str, str] | Callable[[dict], dict[str, str]] = field(default_factory=dict)
+
+    def parts(self, settings: dict) -> dict[str, str]:
+        """``{submodule: zoo name}`` of the components for these settings."""
+        return dict(self.components(settings) if callable(self.components) else self.components)
 
     def settings(self, profile) -> dict:
         """The settings of ``profile`` (a name or a ``Profile``)."""

@@ -95,7 +95,7 @@ def run_folder(name: str, profile="quick", data_home_path=None, seed: int = 0) -
                           plan.objective, plan.batches, plan.metrics, *plan.callbacks)
     start = run_folder(recipe.start_from, profile, data_home_path, seed)[0].name if recipe.start_from else None
     parts = {part: run_folder(zoo_name, profile, data_home_path, seed)[0].name
-             for part, zoo_name in recipe.components.items()}
+             for part, zoo_name in recipe.parts(settings).items()}
     identity = {"name": name, "settings": settings, "seed": seed, "data": splits.identity,
                 "code": code, "torch": torch.__version__, "start_from": start}
     if parts:  # only recipes that have components add the key, so the others keep their folders
@@ -182,7 +182,7 @@ def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev
     if recipe.start_from:  # fine-tuning: start from the other zoo model's trained weights
         start = build(recipe.start_from, profile, home, str(dev), seed, progress)
         model.load_state_dict(start.model.state_dict())
-    for part, zoo_name in recipe.components.items():  # trained parts from other zoo models
+    for part, zoo_name in recipe.parts(settings).items():  # trained parts from other zoo models
         trained = build(zoo_name, profile, home, str(dev), seed, progress)
         model.get_submodule(part).load_state_dict(trained.model.state_dict())
     if settings["epochs"] == 0:
@@ -233,7 +233,7 @@ def _assemble(recipe: Recipe, name: str, model: nn.Module, folder: Path, splits,
                                                "metrics": metrics, "seconds": 0.0, "eval_seconds": eval_seconds,
                                                "best_epoch": 0, "epochs_run": 0, "data": splits.identity,
                                                "torch": torch.__version__})
-    print(f"zoo: assembled {name} ({recipe.summary}) from {', '.join(recipe.components.values())}", flush=True)
+    print(f"zoo: assembled {name} ({recipe.summary}) from {', '.join(recipe.parts(settings).values())}", flush=True)
     return ZooModel(name, model, {}, metrics, 0.0, eval_seconds, settings, splits, folder, built_now=True,
                     input_normalisation=recipe.input_normalisation)
 

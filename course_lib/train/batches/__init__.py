@@ -7,6 +7,7 @@ from .attack import AttackBatches
 from .base import BatchMaker
 from .clean import CleanBatches
 from .denoiser_pairs import DenoiserPairs
+from .frozen_features import DictDataset, FrozenFeatures
 from .static import StaticAugmentation, adversarial_dataset
 
-__all__ = ["AttackBatches", "BatchMaker", "CleanBatches", "DenoiserPairs", "StaticAugmentation", "adversarial_dataset"]
+__all__ = ["AttackBatches", "BatchMaker", "CleanBatches", "DenoiserPairs", "DictDataset", "FrozenFeatures", "StaticAugmentation", "adversarial_dataset"]

@@ -6,5 +6,6 @@ A recipe plugs it in with ``Plan(metrics=..., monitor="val_<name>")``.
 """
 from .accuracy import Accuracy
 from .base import Metrics
+from .head_accuracies import HeadAccuracies
 
-__all__ = ["Accuracy", "Metrics"]
+__all__ = ["Accuracy", "HeadAccuracies", "Metrics"]

@@ -4,9 +4,10 @@ To add one, copy ``cross_entropy.py``: subclass ``Objective`` and write ``__call
 """
 from .base import Objective, batch_accuracy
 from .cross_entropy import CrossEntropy
+from .fusion_heads import FusionHeads
 from .guided import FeatureGuided, LabelGuided, LogitGuided, PixelGuided
 from .logit_pairing import AdversarialLogitPairing, CleanLogitPairing
 from .logit_squeezing import LogitSqueezing
 
-__all__ = ["AdversarialLogitPairing", "CleanLogitPairing", "CrossEntropy", "FeatureGuided", "LabelGuided",
+__all__ = ["AdversarialLogitPairing", "CleanLogitPairing", "CrossEntropy", "FeatureGuided", "FusionHeads", "LabelGuided",
            "LogitGuided", "LogitSqueezing", "Objective", "PixelGuided", "batch_accuracy"]
