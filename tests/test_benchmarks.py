@@ -24,6 +24,8 @@ RUNS = {  # the longest first, so that it does not start last
     "simplenet_training": ["simplenet_training.py", "--device", "cpu", "--steps", "1", "--batches", "2"],
     "xception_training": ["xception_training.py", "--device", "cpu", "--steps", "1", "--settings", "64x2"],
     "faces_generation": ["faces_generation.py", "--workers", "1", "--scale", "0.1"],
+    "fusion_streams": ["fusion_streams.py", "--device", "cpu", "--train-size", "48", "--test-size", "24",
+                       "--stream-epochs", "1"],
 }
 
 

@@ -524,7 +524,11 @@ def blur_boxes(images: torch.Tensor, boxes, sigma: float) -> torch.Tensor:
     from torchvision.transforms.functional import gaussian_blur
 
     kernel = min(2 * math.ceil(3 * sigma) + 1, 2 * min(h, w) - 1)
-    blurred = gaussian_blur(images, [kernel, kernel], [sigma, sigma])
+    # The Gaussian is separable: torchvision's one 2-D pass costs kernel^2 operations per pixel,
+    # a pass along x and then one along y (kernel size 1 on the other axis) 2 * kernel, with the
+    # same result up to rounding (tests/test_scenes.py compares the two). At sigma 45 px @ 224
+    # on 64 px images that is 0.3 s instead of 3.6 s for 600 images on 2 cores.
+    blurred = gaussian_blur(gaussian_blur(images, [kernel, 1], [sigma, sigma]), [1, kernel], [sigma, sigma])
     x0, y0, x1, y1 = (t[..., None, None] for t in table.unbind(-1))  # (B, K, 1, 1) each
     ys = torch.arange(h, device=images.device).view(h, 1)
     xs = torch.arange(w, device=images.device).view(1, w)
