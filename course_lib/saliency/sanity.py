@@ -11,7 +11,6 @@ Two checks a careful instructor runs before trusting a saliency method:
 from __future__ import annotations
 
 import copy
-from typing import Callable
 
 import numpy as np
 import torch
@@ -19,10 +18,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from ..data.planted_patch import PlantedPatch, planted_patch_images
-from .methods import GradCAMSaliency, gradient_saliency
-
-# A saliency method: ``method(model, x, y) -> (B, H, W)`` non-negative maps (a tensor).
-SaliencyMethod = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+from .methods import GradCAMSaliency, SaliencyMethod, gradient_saliency
 
 
 def mass_inside(maps, patch: PlantedPatch) -> np.ndarray:
