@@ -1,0 +1,115 @@
+"""Dabkowski and Gal's masking model: one forward pass gives a saliency mask for any image and class.
+
+A U-Net whose encoder is a frozen pretrained classifier's feature pyramid. At the
+coarsest scale a **feature filter** keeps the features that agree with the
+selected class: ``Y_ij = X_ij * sigmoid(X_ij . C_s)``, ``C`` a learned class
+embedding. Upsampler blocks (a transposed convolution doubling the resolution,
+concatenation with the encoder's feature map of that scale, a bottleneck block)
+climb back to a quarter of the input resolution, where a 1x1 convolution gives
+two channels ``C0``, ``C1`` and the mask ``|C0| / (|C0| + |C1|)``, upsampled
+bilinearly to the image. The model is trained once on the objective of
+``saliency/evidence.py`` against a black-box classifier (``train/objectives/masking.py``).
+
+``quick``'s encoder is the kit's ``SmallResNet`` (``models/fusion.py``): its stages
+give maps at 1/2, 1/4, 1/8 and 1/16 of the input; ``full``'s is torchvision's
+ImageNet ResNet-50 (not built here yet).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchvision.models.resnet import Bottleneck
+
+
+class FeaturePyramid(nn.Module):
+    """The stage outputs of a frozen ``SmallResNet``: pixels in [0, 1] -> [1/2, 1/4, 1/8, 1/16] maps, finest first."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net.requires_grad_(False)
+        self.channels = [block.conv2.out_channels for block in net.blocks]
+
+    def train(self, mode: bool = True) -> "FeaturePyramid":
+        super().train(mode)
+        self.net.eval()  # frozen: batch-norm statistics included
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h, maps = self.net.stem((x - 0.5) / 0.25), []
+        for block in self.net.blocks:
+            h = block(h)
+            maps.append(h)
+        return maps
+
+
+class Upsampler(nn.Module):
+    """Double the resolution (transposed convolution), join the encoder's map of that scale, one bottleneck block."""
+
+    def __init__(self, channels_in: int, skip: int, channels_out: int):
+        super().__init__()
+        if channels_out % Bottleneck.expansion:
+            raise ValueError(f"channels_out={channels_out} must be a multiple of {Bottleneck.expansion}")
+        self.up = nn.ConvTranspose2d(channels_in, channels_out, 2, stride=2)
+        joined = channels_out + skip  # torchvision's bottleneck, its shortcut projecting the joined maps
+        shortcut = nn.Sequential(nn.Conv2d(joined, channels_out, 1, bias=False), nn.BatchNorm2d(channels_out))
+        self.block = Bottleneck(joined, channels_out // Bottleneck.expansion, downsample=shortcut)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.block(torch.cat([self.up(x), skip], 1))
+
+
+class MaskingModel(nn.Module):
+    """(B, 3, H, W) pixels in [0, 1] and (B,) class selectors -> (B, H, W) masks in [0, 1] (1: the evidence).
+
+    ``encoder``: a ``FeaturePyramid`` (frozen); ``classes``: how many classes the
+    selector chooses from. Only the class embedding, the upsamplers and the last
+    1x1 convolution train.
+    """
+
+    def __init__(self, encoder: FeaturePyramid, classes: int):
+        super().__init__()
+        self.encoder, self.classes = encoder, classes
+        c = encoder.channels  # finest first: 1/2, 1/4, 1/8, 1/16
+        self.embedding = nn.Embedding(classes, c[3])
+        self.up8 = Upsampler(c[3], c[2], c[2])   # 1/16 -> 1/8
+        self.up4 = Upsampler(c[2], c[1], c[1])   # 1/8 -> 1/4
+        self.head = nn.Conv2d(c[1], 2, 1)
+
+    def forward(self, x: torch.Tensor, selector: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"MaskingModel expects (B, 3, H, W) pixels, got {tuple(x.shape)}")
+        selector = torch.as_tensor(selector, device=x.device)
+        if selector.shape != (len(x),) or selector.min() < 0 or selector.max() >= self.classes:
+            raise ValueError(f"give one class selector in [0, {self.classes - 1}] per image; got {selector.tolist()}")
+        maps = self.encoder(x)
+        coarse = maps[3]
+        agreement = (coarse * self.embedding(selector)[:, :, None, None]).sum(1, keepdim=True)
+        y = coarse * torch.sigmoid(agreement)  # the feature filter
+        y = self.up4(self.up8(y, maps[2]), maps[1])
+        c0, c1 = self.head(y).abs().unbind(1)
+        mask = c0 / (c0 + c1 + 1e-6)
+        return F.interpolate(mask[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+class MaskingSaliency:
+    """The masking model as a saliency method: ``method(model, x, y)`` -> its masks for classes ``y``.
+
+    ``model`` must be the black box the masking model was trained against (the
+    masks explain that classifier and no other); pass it to keep the one interface.
+    """
+
+    def __init__(self, masking: MaskingModel, black_box: nn.Module):
+        self.masking, self.black_box = masking, black_box
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y) -> torch.Tensor:
+        if model is not self.black_box:
+            raise ValueError("this masking model was trained to explain another classifier; pass the "
+                             "black box it was trained against")
+        was_training = self.masking.training
+        self.masking.eval()
+        try:
+            with torch.no_grad():
+                return self.masking(x, torch.as_tensor(y, device=x.device))
+        finally:
+            self.masking.train(was_training)

@@ -1,0 +1,56 @@
+"""The masking model's architecture (issue 25's first part): its encoder, filter, mask range and errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_lib.models.fusion import SmallResNet
+from course_lib.models.masking import FeaturePyramid, MaskingModel, MaskingSaliency
+
+
+def _model(seed: int = 0) -> tuple[MaskingModel, SmallResNet]:
+    torch.manual_seed(seed)
+    net = SmallResNet(5, width=8).eval()
+    return MaskingModel(FeaturePyramid(net), 5), net
+
+
+def test_the_pyramid_is_the_frozen_classifiers_own_stages():
+    model, net = _model()
+    x = torch.rand(3, 3, 32, 32)
+    maps = model.encoder(x)
+    assert [m.shape[-1] for m in maps] == [16, 8, 4, 2]  # 1/2 ... 1/16 of the input
+    assert torch.allclose(maps[-1].mean((2, 3)), net.features(x), atol=1e-6)
+    model.train()
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"embedding", "up8", "up4", "head"}
+
+
+def test_masks_lie_in_zero_one_with_the_images_shape_and_follow_the_selector():
+    model, _ = _model()
+    x = torch.rand(4, 3, 32, 32)
+    a = model(x, torch.tensor([0, 1, 2, 3]))
+    b = model(x, torch.tensor([4, 4, 4, 4]))
+    assert a.shape == (4, 32, 32) and a.min() >= 0 and a.max() <= 1
+    assert not torch.allclose(a, b)  # the feature filter reads the class embedding
+
+
+def test_the_saliency_adapter_explains_only_its_black_box_and_restores_the_mode():
+    model, net = _model()
+    model.train()
+    method = MaskingSaliency(model, net)
+    x = torch.rand(2, 3, 32, 32)
+    masks = method(net, x, [1, 2])
+    assert torch.equal(masks, model.eval()(x, torch.tensor([1, 2])))
+    model.train()
+    method(net, x, [1, 2])
+    assert model.training
+    with pytest.raises(ValueError, match="trained to explain another classifier"):
+        method(SmallResNet(5), x, [1, 2])
+
+
+@pytest.mark.parametrize("selector, message", [([0, 5], r"selector in \[0, 4\]"), ([0], "one class selector")])
+def test_a_bad_selector_is_a_clear_error(selector, message):
+    model, _ = _model()
+    with pytest.raises(ValueError, match=message):
+        model(torch.rand(2, 3, 32, 32), torch.tensor(selector))
