@@ -55,7 +55,7 @@ def test_the_penalty_on_theta_fg_is_alpha_times_the_squared_norm_of_the_joint_he
     by_hand = sum((row * (d + model.scene_dim) + col) ** 2 / 100 ** 2
                   for row in range(3) for col in range(d))
     assert metrics["penalty"] == pytest.approx(by_hand, rel=1e-5)
-    assert (penalised - plain).item() == pytest.approx(2.0 * by_hand, rel=1e-5)
+    assert (penalised - plain).item() == pytest.approx(2.0 * by_hand / 4, rel=1e-5)  # alpha / B: the paper's sum over B
     with pytest.raises(ValueError, match="alpha must be >= 0"):
         FusionHeads(-1.0)
 
