@@ -21,12 +21,11 @@ should not (smallest destroying region), with a small and smooth mask.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchvision.transforms.functional import gaussian_blur
+from ..data.scenes import gaussian_blurred as blurred
 
 
 def total_variation(mask: torch.Tensor) -> torch.Tensor:
@@ -44,12 +43,6 @@ def average_area(mask: torch.Tensor) -> torch.Tensor:
 def _check_mask(mask: torch.Tensor) -> None:
     if mask.ndim != 3:
         raise ValueError(f"masks must be (B, H, W), got shape {tuple(mask.shape)}")
-
-
-def blurred(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """``x`` (B, C, H, W) blurred by a Gaussian of std ``sigma`` pixels (separable: along x, then y)."""
-    kernel = min(2 * math.ceil(3 * sigma) + 1, 2 * min(x.shape[-2:]) - 1)
-    return gaussian_blur(gaussian_blur(x, [kernel, 1], [sigma, sigma]), [1, kernel], [sigma, sigma])
 
 
 def alternative_images(x: torch.Tensor, generator: torch.Generator, blur_sigma_224: float = 10.0,
