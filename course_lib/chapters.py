@@ -60,6 +60,15 @@ SETTINGS: dict[str, dict[str, dict]] = {
             dial_images=5000, adaptive_images=1000, pgd_steps=40, checklist_images=500, spsa_images=64, spsa_samples=128,
         ),
     },
+    # Chapter 11: test scenes in the saliency table (every method on the same images), Adam steps of each
+    # iterative mask (300: where masks stopped changing in the measurements the chapter started from),
+    # test scenes for the true-vs-wrong-class mask areas, planted-patch images for the sanity check.
+    "realtime_saliency": {
+        "quick": dict(table_images=40, iterative_steps=300, area_images=400, planted_images=64,
+                      photo_steps=120),
+        "full": dict(table_images=1000, iterative_steps=300, area_images=5000, planted_images=256,
+                     photo_steps=300),
+    },
 }
 
 

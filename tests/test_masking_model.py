@@ -1,6 +1,8 @@
 """The masking model's architecture (issue 25's first part): its encoder, filter, mask range and errors."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -45,8 +47,13 @@ def test_the_saliency_adapter_explains_only_its_black_box_and_restores_the_mode(
     model.train()
     method(net, x, [1, 2])
     assert model.training
+    assert torch.equal(method(copy.deepcopy(net), x, [1, 2]), masks)  # a copy of the black box is the black box
     with pytest.raises(ValueError, match="trained to explain another classifier"):
         method(SmallResNet(5), x, [1, 2])
+    changed = copy.deepcopy(net)
+    changed.fc.bias.data += 1
+    with pytest.raises(ValueError, match="trained to explain another classifier"):
+        method(changed, x, [1, 2])
 
 
 @pytest.mark.parametrize("selector, message", [([0, 5], r"selector in \[0, 4\]"), ([0], "one class selector")])

@@ -46,17 +46,19 @@ def _check_mask(mask: torch.Tensor) -> None:
 
 
 def alternative_images(x: torch.Tensor, generator: torch.Generator, blur_sigma_224: float = 10.0,
-                       noise: float = 0.2) -> torch.Tensor:
+                       noise: float = 0.2, colours: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
     """One alternative image per image of ``x`` (B, C, H, W) in [0, 1], drawn with ``generator``.
 
     Each image is, with probability one half, ``x`` blurred with sigma
-    ``blur_sigma_224 * W / 224`` pixels; otherwise a uniform random colour plus
-    Gaussian noise of std ``noise``, clipped to [0, 1].
+    ``blur_sigma_224 * W / 224`` pixels; otherwise a random constant colour
+    (each channel uniform in ``colours``) plus Gaussian noise of std ``noise``,
+    clipped to [0, 1].
     """
     b, c, h, w = x.shape
     draw = dict(generator=generator, device=generator.device)
     use_blur = (torch.rand(b, **draw) < 0.5).to(x.device)
-    colour = torch.rand(b, c, 1, 1, **draw).to(x)
+    low, high = colours
+    colour = (low + (high - low) * torch.rand(b, c, 1, 1, **draw)).to(x)
     flat = (colour + noise * torch.randn(b, c, h, w, **draw).to(x)).clamp(0, 1)
     soft = blurred(x, blur_sigma_224 * w / 224)
     return torch.where(use_blur[:, None, None, None], soft, flat)
@@ -84,6 +86,10 @@ class SaliencyObjective:
     l3: float = 5.0
     l4: float = 0.3
     blur_sigma_224: float = 10.0
+
+    def area_loss(self, mask: torch.Tensor) -> torch.Tensor:
+        """The area term alone, ``l2`` AV(M) per image (B,): all a fake class selector is trained with."""
+        return self.l2 * average_area(mask)
 
     def terms(self, classifier: nn.Module, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor,
               generator: torch.Generator) -> dict[str, torch.Tensor]:

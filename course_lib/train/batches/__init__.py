@@ -8,6 +8,7 @@ from .base import BatchMaker
 from .clean import CleanBatches
 from .denoiser_pairs import DenoiserPairs
 from .frozen_features import DictDataset, FrozenFeatures
+from .object_crops import ObjectCrops
 from .static import StaticAugmentation, adversarial_dataset
 
-__all__ = ["AttackBatches", "BatchMaker", "CleanBatches", "DenoiserPairs", "DictDataset", "FrozenFeatures", "StaticAugmentation", "adversarial_dataset"]
+__all__ = ["AttackBatches", "BatchMaker", "CleanBatches", "DenoiserPairs", "DictDataset", "FrozenFeatures", "ObjectCrops", "StaticAugmentation", "adversarial_dataset"]

@@ -7,5 +7,6 @@ A recipe plugs it in with ``Plan(metrics=..., monitor="val_<name>")``.
 from .accuracy import Accuracy
 from .base import Metrics
 from .head_accuracies import HeadAccuracies
+from .mask_quality import MaskQuality
 
-__all__ = ["Accuracy", "HeadAccuracies", "Metrics"]
+__all__ = ["Accuracy", "HeadAccuracies", "MaskQuality", "Metrics"]

@@ -8,6 +8,7 @@ from .fusion_heads import FusionHeads
 from .guided import FeatureGuided, LabelGuided, LogitGuided, PixelGuided
 from .logit_pairing import AdversarialLogitPairing, CleanLogitPairing
 from .logit_squeezing import LogitSqueezing
+from .masking import MaskingObjective
 
 __all__ = ["AdversarialLogitPairing", "CleanLogitPairing", "CrossEntropy", "FeatureGuided", "FusionHeads", "LabelGuided",
-           "LogitGuided", "LogitSqueezing", "Objective", "PixelGuided", "batch_accuracy"]
+           "LogitGuided", "LogitSqueezing", "MaskingObjective", "Objective", "PixelGuided", "batch_accuracy"]
