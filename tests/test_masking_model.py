@@ -25,7 +25,7 @@ def test_the_pyramid_is_the_frozen_classifiers_own_stages():
     model.train()
     assert not net.training and not any(p.requires_grad for p in net.parameters())
     trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {"embedding", "up8", "up4", "head"}
+    assert trainable == {"embedding", "ups", "head"} and len(model.ups) == 2  # 1/16 -> 1/8 -> 1/4
 
 
 def test_masks_lie_in_zero_one_with_the_images_shape_and_follow_the_selector():
@@ -61,3 +61,30 @@ def test_a_bad_selector_is_a_clear_error(selector, message):
     model, _ = _model()
     with pytest.raises(ValueError, match=message):
         model(torch.rand(2, 3, 32, 32), torch.tensor(selector))
+
+
+def test_the_papers_resnet50_pyramid_gives_five_frozen_scales_and_the_model_climbs_to_a_quarter():
+    from torchvision.models import resnet50
+
+    from course_lib.models.masking import ResNetPyramid
+
+    pyramid = ResNetPyramid(resnet50(weights=None))
+    assert pyramid.channels == [64, 256, 512, 1024, 2048]
+    x = torch.rand(2, 3, 64, 64)
+    maps = pyramid(x)
+    assert [m.shape[-1] for m in maps] == [32, 16, 8, 4, 2]
+    model = MaskingModel(pyramid, 7).train()
+    assert not pyramid.net.training and len(model.ups) == 3  # 1/32 -> 1/16 -> 1/8 -> 1/4
+    masks = model(x, torch.tensor([0, 6]))
+    assert masks.shape == (2, 64, 64) and 0 <= masks.min() and masks.max() <= 1
+    assert not any(p.requires_grad for p in pyramid.parameters())
+    with pytest.raises(ValueError, match="at least three scales"):
+        MaskingModel(type("Tiny", (torch.nn.Module,), {"channels": [4, 8]})(), 3)
+
+
+def test_the_resnet50_weights_are_an_error_that_says_where_to_get_them(tmp_path, monkeypatch):
+    from course_lib.models import places365
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(FileNotFoundError, match=r"resnet50-0676ba61\.pth.*98 MB"):
+        places365.load_imagenet_resnet50(data_home=tmp_path)

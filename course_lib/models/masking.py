@@ -11,8 +11,9 @@ bilinearly to the image. The model is trained once on the objective of
 ``saliency/evidence.py`` against a black-box classifier (``train/objectives/masking.py``).
 
 ``quick``'s encoder is the kit's ``SmallResNet`` (``models/fusion.py``): its stages
-give maps at 1/2, 1/4, 1/8 and 1/16 of the input; ``full``'s is torchvision's
-ImageNet ResNet-50 (not built here yet).
+give maps at 1/2, 1/4, 1/8 and 1/16 of the input (``FeaturePyramid``). The paper's
+is torchvision's ImageNet ResNet-50, five maps down to 1/32 (``ResNetPyramid``,
+its weights from ``places365.load_imagenet_resnet50``).
 
 ``MaskedBlackBox`` pairs a masking model with the classifier it explains, which
 is what the zoo trains and stores (recipes at the end of this file).
@@ -46,6 +47,45 @@ class FeaturePyramid(nn.Module):
         return maps
 
 
+class ResNetPyramid(nn.Module):
+    """The stages of a frozen torchvision ResNet (the paper's ResNet-50): pixels in [0, 1] -> five maps, finest first.
+
+    The stem's output (1/2 of the input), then ``layer1`` to ``layer4`` (1/4,
+    1/8, 1/16, 1/32); ImageNet normalisation happens inside.
+    """
+
+    MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net.requires_grad_(False)
+        self.channels = [net.conv1.out_channels] + [_out(layer) for layer in (net.layer1, net.layer2, net.layer3,
+                                                                               net.layer4)]
+        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True) -> "ResNetPyramid":
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        net = self.net
+        h = net.relu(net.bn1(net.conv1((x - self.mean) / self.std)))
+        maps = [h]
+        h = net.maxpool(h)
+        for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
+            h = layer(h)
+            maps.append(h)
+        return maps
+
+
+def _out(layer: nn.Sequential) -> int:
+    """Output channels of a torchvision ResNet stage (BasicBlock or Bottleneck)."""
+    last = layer[-1]
+    return (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
+
+
 class Upsampler(nn.Module):
     """Double the resolution (transposed convolution), join the encoder's map of that scale, one bottleneck block."""
 
@@ -65,21 +105,26 @@ class Upsampler(nn.Module):
 class MaskingModel(nn.Module):
     """(B, 3, H, W) pixels in [0, 1] and (B,) class selectors -> (B, H, W) masks in [0, 1] (1: the evidence).
 
-    ``encoder``: a ``FeaturePyramid`` (frozen); ``classes``: how many classes the
+    ``encoder``: a frozen pyramid whose ``forward`` gives maps at 1/2, 1/4, 1/8, ...
+    of the input, finest first, and whose ``channels`` lists their widths
+    (``FeaturePyramid``: four maps; ``ResNetPyramid``: five). One upsampler per
+    scale climbs from the coarsest map to 1/4. ``classes``: how many classes the
     selector chooses from. Only the class embedding, the upsamplers and the last
     1x1 convolution train.
     """
 
-    def __init__(self, encoder: FeaturePyramid, classes: int):
+    def __init__(self, encoder: nn.Module, classes: int):
         super().__init__()
         self.encoder, self.classes = encoder, classes
-        c = encoder.channels  # finest first: 1/2, 1/4, 1/8, 1/16
-        self.embedding = nn.Embedding(classes, c[3])
+        c = encoder.channels  # finest first: 1/2, 1/4, 1/8, ...
+        if len(c) < 3:
+            raise ValueError(f"the encoder must give at least three scales (1/2, 1/4, 1/8), it gives {len(c)}")
+        self.embedding = nn.Embedding(classes, c[-1])
         # Scaled so that X . C starts near the sigmoid's middle (unit-variance entries would saturate it
         # and stop the embedding's gradient), as the authors' code initialises it.
-        nn.init.normal_(self.embedding.weight, 0.0, c[3] ** -0.5)
-        self.up8 = Upsampler(c[3], c[2], c[2])   # 1/16 -> 1/8
-        self.up4 = Upsampler(c[2], c[1], c[1])   # 1/8 -> 1/4
+        nn.init.normal_(self.embedding.weight, 0.0, c[-1] ** -0.5)
+        # From the coarsest scale down to 1/4: each doubles the resolution and joins that scale's map.
+        self.ups = nn.ModuleList(Upsampler(c[i + 1], c[i], c[i]) for i in range(len(c) - 2, 0, -1))
         self.head = nn.Conv2d(c[1], 2, 1)
 
     def forward(self, x: torch.Tensor, selector: torch.Tensor) -> torch.Tensor:
@@ -89,10 +134,11 @@ class MaskingModel(nn.Module):
         if selector.shape != (len(x),) or selector.min() < 0 or selector.max() >= self.classes:
             raise ValueError(f"give one class selector in [0, {self.classes - 1}] per image; got {selector.tolist()}")
         maps = self.encoder(x)
-        coarse = maps[3]
+        coarse = maps[-1]
         agreement = (coarse * self.embedding(selector)[:, :, None, None]).sum(1, keepdim=True)
         y = coarse * torch.sigmoid(agreement)  # the feature filter
-        y = self.up4(self.up8(y, maps[2]), maps[1])
+        for up, skip in zip(self.ups, maps[-2:0:-1]):
+            y = up(y, skip)
         c0, c1 = self.head(y).abs().unbind(1)
         mask = c0 / (c0 + c1 + 1e-6)
         return F.interpolate(mask[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
@@ -165,7 +211,7 @@ from ..train.metrics import MaskQuality  # noqa: E402
 from ..train.objectives import MaskingObjective  # noqa: E402
 from ..train.recipes import Plan, Recipe, register  # noqa: E402
 from .fusion import SmallResNet  # noqa: E402
-from .scenes_black_box import SCENES  # noqa: E402
+from .scenes_black_box import SCENES, SCENES_FULL  # noqa: E402
 
 def saliency_objective(settings: dict):
     """The saliency objective a recipe's settings name: ``objective`` "paper" (with its weights) or "code"."""
@@ -175,9 +221,22 @@ def saliency_objective(settings: dict):
 
 
 def build_masked_black_box(settings: dict) -> MaskedBlackBox:
+    """The pair of a recipe's settings: ``encoder`` "black_box" (a frozen copy of the black box, its
+    weights from the zoo) or "imagenet_resnet50" (the paper's, from its published file)."""
     width, classes = settings["width"], len(CLASSES)
-    encoder = FeaturePyramid(SmallResNet(classes, width))
+    if settings.get("encoder", "black_box") == "imagenet_resnet50":
+        from .places365 import load_imagenet_resnet50
+
+        encoder = ResNetPyramid(load_imagenet_resnet50())
+    else:
+        encoder = FeaturePyramid(SmallResNet(classes, width))
     return MaskedBlackBox(MaskingModel(encoder, classes), SmallResNet(classes, width))
+
+
+def _black_box_parts(settings: dict) -> dict[str, str]:
+    if settings.get("encoder", "black_box") == "imagenet_resnet50":
+        return {"black_box": "scenes_black_box"}
+    return {"masking.encoder.net": "scenes_black_box", "black_box": "scenes_black_box"}
 
 
 def _masking_plan(settings: dict, splits, home) -> Plan:
@@ -193,12 +252,15 @@ def _masking_plan(settings: dict, splits, home) -> Plan:
 # metric without empty masks (0.38; the code's objective gave 0.07). The chapter measures both.
 PAPER_QUICK_WEIGHTS = dict(l1=0.1, l2=5.0)
 MASKING = dict(SCENES, epochs=7, batch_size=64, optimizer="Adam", lr=3e-3, fake_rate=0.3)
-BLACK_BOX = {"masking.encoder.net": "scenes_black_box", "black_box": "scenes_black_box"}
+# full: the paper's encoder (ImageNet ResNet-50) on the scenes drawn at 224 px, more of them and
+# longer; never run on this project's machines (no GPU was lent), so its settings are a start.
+MASKING_FULL = dict(SCENES_FULL, epochs=20, batch_size=64, optimizer="Adam", lr=1e-3, fake_rate=0.3,
+                    encoder="imagenet_resnet50")
 register(Recipe(
     name="scenes_masking", summary="masking model explaining scenes_black_box, on the authors' code's objective",
     build=build_masked_black_box, data=scenes_splits, quick=dict(MASKING, objective="code"),
-    full=dict(MASKING, objective="code"), plan=_masking_plan, components=BLACK_BOX))
+    full=dict(MASKING_FULL, objective="code"), plan=_masking_plan, components=_black_box_parts))
 register(Recipe(
     name="scenes_masking_paper", summary="masking model explaining scenes_black_box, on the paper's objective",
     build=build_masked_black_box, data=scenes_splits, quick=dict(MASKING, objective="paper", weights=PAPER_QUICK_WEIGHTS),
-    full=dict(MASKING, objective="paper"), plan=_masking_plan, components=BLACK_BOX))
+    full=dict(MASKING_FULL, objective="paper"), plan=_masking_plan, components=_black_box_parts))

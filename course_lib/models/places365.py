@@ -1,4 +1,5 @@
-"""The contextual-fusion chapter's two ResNet-18 feature extractors, from their published files.
+"""The contextual-fusion chapter's two ResNet-18 feature extractors, from their published files (and
+the real-time saliency chapter's ImageNet ResNet-50, loaded the same way).
 
 - scene-centric: CSAIL's ResNet-18 trained on Places365 (Zhou et al.),
   ``resnet18_places365.pth.tar``;
@@ -129,33 +130,59 @@ def load_places365_resnet18(path: str | os.PathLike | None = None, data_home=Non
     return model.eval()
 
 
-def _check_sha256(path: Path, prefix: str) -> None:
+def _check_sha256(path: Path, prefix: str, what: str = "torchvision's ResNet-18", url: str = IMAGENET_URL) -> None:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     if not digest.hexdigest().startswith(prefix):
         raise ValueError(f"{path} fails its checksum (SHA-256 {digest.hexdigest()[:16]}..., expected {prefix}...): "
-                         f"the file is damaged or not torchvision's ResNet-18; download {IMAGENET_URL} again")
+                         f"the file is damaged or not {what}; download {url} again")
+
+
+def _published_path(name: str, file: str, url: str, megabytes: int, path, data_home) -> Path:
+    """``path`` if given (it must exist), else torch.hub's cache, else ``DATA_HOME/weights/<file>``."""
+    if path is not None:
+        where = Path(path).expanduser()
+        if not where.is_file():
+            raise FileNotFoundError(f"the {name} weights {where} do not exist; download {url} ({megabytes} MB) there")
+        return where
+    candidates = [Path(torch.hub.get_dir()) / "checkpoints" / file, _weights_folder(data_home) / file]
+    for where in candidates:
+        if where.is_file():
+            return where
+    raise FileNotFoundError(
+        f"torchvision's {name} weights are in none of {', '.join(map(str, candidates))}; download "
+        f"{url} ({megabytes} MB) to one of them, or pass download=True where the network allows")
+
+
+def _load_published(arch: str, name: str, file: str, url: str, prefix: str, megabytes: int, path, data_home,
+                    download: bool) -> nn.Module:
+    import torchvision.models
+
+    try:
+        where = _published_path(name, file, url, megabytes, path, data_home)
+    except FileNotFoundError:
+        if not download or path is not None:
+            raise
+        where = Path(torch.hub.get_dir()) / "checkpoints" / file
+        where.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(where), hash_prefix=prefix)
+    _check_sha256(where, prefix, f"torchvision's {name}", url)
+    state = _read_checkpoint(where, trust_pickle=False, how_to_get=f"download {url} again")
+    if not isinstance(state, dict):
+        raise ValueError(f"{where} holds no state dict (found {type(state).__name__})")
+    model = getattr(torchvision.models, arch)(weights=None)
+    _check_state(state, model, where)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def imagenet_resnet18_path(path: str | os.PathLike | None = None, data_home=None) -> Path:
     """Where the ImageNet ResNet-18 file is: ``path`` if given (it must exist), else torch.hub's
     cache (``<torch.hub.get_dir()>/checkpoints/resnet18-f37072fd.pth``, where torchvision
     downloads it), else ``DATA_HOME/weights/resnet18-f37072fd.pth``."""
-    if path is not None:
-        where = Path(path).expanduser()
-        if not where.is_file():
-            raise FileNotFoundError(f"the ImageNet ResNet-18 weights {where} do not exist; download "
-                                    f"{IMAGENET_URL} (45 MB) there")
-        return where
-    candidates = [Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE, _weights_folder(data_home) / IMAGENET_FILE]
-    for where in candidates:
-        if where.is_file():
-            return where
-    raise FileNotFoundError(
-        f"torchvision's ImageNet ResNet-18 weights are in none of {', '.join(map(str, candidates))}; download "
-        f"{IMAGENET_URL} (45 MB) to one of them, or pass download=True where the network allows")
+    return _published_path("ImageNet ResNet-18", IMAGENET_FILE, IMAGENET_URL, 45, path, data_home)
 
 
 def load_imagenet_resnet18(path: str | os.PathLike | None = None, data_home=None,
@@ -167,21 +194,18 @@ def load_imagenet_resnet18(path: str | os.PathLike | None = None, data_home=None
     must start with ``SHA256_PREFIX``. Input: (B, 3, H, W) ImageNet-normalised;
     output (B, 1000) ImageNet logits.
     """
-    from torchvision.models import resnet18
+    return _load_published("resnet18", "ResNet-18", IMAGENET_FILE, IMAGENET_URL, SHA256_PREFIX, 45, path, data_home,
+                           download)
 
-    try:
-        where = imagenet_resnet18_path(path, data_home)
-    except FileNotFoundError:
-        if not download or path is not None:
-            raise
-        where = Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE
-        where.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(IMAGENET_URL, str(where), hash_prefix=SHA256_PREFIX)
-    _check_sha256(where, SHA256_PREFIX)
-    state = _read_checkpoint(where, trust_pickle=False, how_to_get=f"download {IMAGENET_URL} again")
-    if not isinstance(state, dict):
-        raise ValueError(f"{where} holds no state dict (found {type(state).__name__})")
-    model = resnet18(weights=None)
-    _check_state(state, model, where)
-    model.load_state_dict(state)
-    return model.eval()
+
+# The real-time saliency chapter's full encoder: torchvision's ImageNet ResNet-50 (IMAGENET1K_V1).
+RESNET50_FILE = "resnet50-0676ba61.pth"
+RESNET50_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+RESNET50_SHA256_PREFIX = "0676ba61"
+
+
+def load_imagenet_resnet50(path: str | os.PathLike | None = None, data_home=None,
+                           download: bool = False) -> nn.Module:
+    """torchvision's ImageNet ResNet-50 (``IMAGENET1K_V1``), eval mode, checksummed; found as ResNet-18's is."""
+    return _load_published("resnet50", "ResNet-50", RESNET50_FILE, RESNET50_URL, RESNET50_SHA256_PREFIX, 98, path,
+                           data_home, download)
