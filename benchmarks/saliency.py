@@ -8,7 +8,7 @@ gives seconds per image, masks per second, and the saliency metric and
 localisation error of its maps on those images (``saliency/scoring.py``), so the
 speed-up is read at a known quality. The last line is the iterative method's time
 per image over the masking model's. Dabkowski and Gal report over 100 masks a
-second on a 2017 GPU.
+second (224 px images) on a standard GPU.
 
 ``--untrained`` uses fresh, untrained models instead of the zoo's (the smoke
 test's setting: times only, its quality columns mean nothing).

@@ -81,8 +81,9 @@ def box_from_map(saliency: torch.Tensor, threshold: float = 0.5) -> torch.Tensor
 def normalise_map(saliency: torch.Tensor) -> torch.Tensor:
     """An (..., H, W) map rescaled to [0, 1] per map (divided by its maximum; an all-zero map stays zero).
 
-    The thresholding rule for maps that are not masks (gradients, Grad-CAM): Cao et
-    al.'s protocol thresholds each map at a fraction of its own maximum.
+    The kit's thresholding rule for maps that are not masks (gradients, Grad-CAM):
+    a threshold is a fraction of each map's own maximum (Dabkowski and Gal do not
+    say how they thresholded such maps).
     """
     peak = saliency.flatten(-2).amax(-1)[..., None, None]
     return torch.where(peak > 0, saliency / peak.clamp_min(1e-12), torch.zeros_like(saliency))

@@ -6,8 +6,8 @@ boxes, the whole image, the centre box):
 
 * the map's box: masks in [0, 1] (``IterativeMask``, the masking model) are
   thresholded at 0.5 as they are; other maps (gradient, Grad-CAM) are first
-  divided by their own maximum (``localisation.normalise_map``, Cao et al.'s
-  rule), so 0.5 means half the map's peak. A map with nothing at or above the
+  divided by their own maximum (``localisation.normalise_map``, the kit's
+  rule: the paper states none), so 0.5 means half the map's peak. A map with nothing at or above the
   threshold points nowhere: it counts as a localisation miss, and for the
   saliency metric its box is the whole image (nothing was cropped away), the
   max box's score;
