@@ -194,3 +194,14 @@ def test_the_table_scores_masks_as_they_are_and_other_maps_against_their_peak():
 def test_the_paper_objective_offers_its_area_term_alone():
     mask = torch.full((2, 4, 4), 0.5)
     assert SaliencyObjective(l2=3.0).area_loss(mask).tolist() == [1.5, 1.5]
+
+
+def test_mask_quality_reads_the_black_box_on_the_losses_own_edited_images():
+    model = Pair(ToyMasking(classes=2, size=8), Constant([[2.0, 0.0]]))  # class 0 always wins
+    x = torch.rand(4, 3, 8, 8)
+    boxes = torch.tensor([[[0, 0, 8, 8], [0, 0, 0, 0]]] * 4)  # the whole image: a 0.5 mask's box matches it
+    values = MaskQuality(PublishedCodeObjective())(model, Batch(x=x, y=torch.tensor([0, 0, 1, 1]),
+                                                                extras={"boxes": boxes}))
+    assert values["preserved_acc"] == values["destroyed_acc"] == 50.0  # right for the two class-0 images only
+    assert values["area"] == values["area_fake"] == 0.5  # untrained logits 0: every mask is 0.5
+    assert values["loc_error"] == 0.0

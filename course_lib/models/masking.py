@@ -54,15 +54,15 @@ class ResNetPyramid(nn.Module):
     1/8, 1/16, 1/32); ImageNet normalisation happens inside.
     """
 
-    MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
     def __init__(self, net: nn.Module):
+        from .places365 import IMAGENET_MEAN, IMAGENET_STD
+
         super().__init__()
         self.net = net.requires_grad_(False)
         self.channels = [net.conv1.out_channels] + [_out(layer) for layer in (net.layer1, net.layer2, net.layer3,
                                                                                net.layer4)]
-        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def train(self, mode: bool = True) -> "ResNetPyramid":
         super().train(mode)

@@ -51,7 +51,7 @@ class PublishedCodeObjective:
 
     Returns the same keys as ``SaliencyObjective.terms``: ``tv`` (with the
     border term), ``area`` (the plain mean, for reporting), ``preserve``,
-    ``destroy`` and ``loss``.
+    ``destroy``, ``loss`` and ``logits`` (on the kept, then the removed images).
     """
 
     area_weight: float = 8.0
@@ -87,4 +87,5 @@ class PublishedCodeObjective:
                  "destroy": torch.relu(margin[b:] + self.destroy_margin)}
         terms["loss"] = (terms["destroy"] + self.preserve_weight * terms["preserve"] + self.area_loss(mask)
                          + self.smoothness_weight * terms["tv"])
+        terms["logits"] = logits
         return terms

@@ -93,11 +93,13 @@ class SaliencyObjective:
 
     def terms(self, classifier: nn.Module, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor,
               generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Each term of L per image (B,): ``tv``, ``area``, ``preserve`` (-log p), ``destroy`` (p ** l4), and ``loss``."""
+        """Each term of L per image (B,): ``tv``, ``area``, ``preserve`` (-log p), ``destroy`` (p ** l4), and ``loss``;
+        and ``logits`` (2B, K), the classifier's on the kept images, then on the removed ones."""
         y = torch.as_tensor(y, device=x.device)
         alternative = alternative_images(x, generator, self.blur_sigma_224)
         both = torch.cat([remove_evidence(x, mask, alternative), remove_evidence(x, 1 - mask, alternative)])
-        log_p = torch.log_softmax(classifier(both).float(), 1)
+        logits = classifier(both).float()
+        log_p = torch.log_softmax(logits, 1)
         if y.min() < 0 or y.max() >= log_p.shape[1]:
             raise ValueError(f"class indices must lie in [0, {log_p.shape[1] - 1}] for this classifier, "
                              f"got {y.tolist()}")
@@ -108,4 +110,5 @@ class SaliencyObjective:
                  "destroy": log_p[b:].exp() ** self.l4}
         terms["loss"] = (self.l1 * terms["tv"] + self.l2 * terms["area"] + terms["preserve"]
                          + self.l3 * terms["destroy"])
+        terms["logits"] = logits
         return terms
