@@ -44,6 +44,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
+def _positive_int(value: str) -> int:
+    """An argparse type for a count of 1 or more."""
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {value!r}")
+    return int(value)
+
+
 def build_parser(grading_only: bool = False) -> argparse.ArgumentParser:
     """The ``course`` parser; ``grading_only`` leaves out (and does not import) the ML subcommands."""
     from .grading.cli import add_grading_commands
@@ -139,6 +146,8 @@ def build_parser(grading_only: bool = False) -> argparse.ArgumentParser:
     nb_run.add_argument("names", nargs="*", help="notebook name prefixes (default: all)")
     nb_run.add_argument("--out", default=None, help="folder for executed copies")
     nb_run.add_argument("--device", default=None, help="DEVICE parameter (default: the notebook's)")
+    nb_run.add_argument("--jobs", type=_positive_int, default=None,
+                        help="notebooks run at once (default: 2 where there are 2 cores or more)")
     _add_common(nb_run)
     nb_run.set_defaults(leaf_parser=nb_run, func=cmd_notebooks_run)
 
@@ -320,7 +329,7 @@ def cmd_models_build(args) -> int:
 
 
 def cmd_notebooks_run(args) -> int:
-    from .runner import EXECUTED_DIR, run_notebooks, select_notebooks
+    from .runner import EXECUTED_DIR, default_jobs, run_notebooks, select_notebooks
 
     parameters = {}
     if args.profile != "quick":
@@ -330,7 +339,7 @@ def cmd_notebooks_run(args) -> int:
     if args.device:
         parameters["DEVICE"] = args.device
     runs = run_notebooks(select_notebooks(args.names), args.out or EXECUTED_DIR, parameters,
-                         data_home=args.data_home)
+                         data_home=args.data_home, jobs=args.jobs or default_jobs())
     failed = [r.name for r in runs if not r.ok]
     if failed:
         print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}; their executed copies "

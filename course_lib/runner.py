@@ -7,11 +7,17 @@ executed copy, with the traceback in the failing cell, for inspection.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from multiprocessing import get_context
 from pathlib import Path
+
+import nbformat
 
 from .config import DATA_HOME_ENV, PROGRESS_ENV
 from .io import atomic_write_json
@@ -99,14 +105,124 @@ def run_notebook(path, out_dir=EXECUTED_DIR, parameters: dict | None = None,
     return NotebookRun(path.stem, str(out), round(time.perf_counter() - start, 2), not error, error)
 
 
+def usable_cpus() -> int:
+    """CPU cores this process may run on (the affinity mask, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity mask
+        return os.cpu_count() or 1
+
+
+def default_jobs() -> int:
+    """Notebooks run side by side by default: two on a machine with two or more cores.
+
+    Measured on 2 cores (``benchmarks/notebooks.py``): two kernels with one thread
+    each finish the course sooner than one kernel with two threads, because small
+    convolutions and Python-side work use a second thread poorly. More kernels than
+    two multiply memory (each holds its datasets) for little gain on a laptop.
+    """
+    return min(2, usable_cpus())
+
+
+def _zoo_names_in(path: Path, zoo_names) -> set[str]:
+    nb = nbformat.read(path, as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    quoted = set(re.findall(r"[\"']([A-Za-z0-9_.]+)[\"']", source))
+    return quoted & set(zoo_names)
+
+
+def notebook_chains(paths, zoo_names=None) -> list[list[Path]]:
+    """Group notebooks that name a common zoo model into chains, each in the given order.
+
+    Two notebooks that need one model and run at once would both wait for its
+    single build (the zoo locks it), so they run one after the other in one chain
+    and the first builds what the later ones load. Sharing is read from the quoted
+    zoo names in the code cells; a name the source builds with an f-string goes
+    unseen, which costs waiting on the lock, never a wrong result.
+
+    Args:
+        paths: notebooks, in the order each chain should run them.
+        zoo_names: the names to look for (default: every registered zoo model).
+    """
+    if zoo_names is None:
+        from .zoo import zoo_names as registered
+
+        zoo_names = registered()
+    paths = [Path(p) for p in paths]
+    chain_of = list(range(len(paths)))  # union-find over notebooks
+
+    def root(i):
+        while chain_of[i] != i:
+            chain_of[i] = chain_of[chain_of[i]]
+            i = chain_of[i]
+        return i
+
+    first_user: dict[str, int] = {}
+    for i, path in enumerate(paths):
+        for name in _zoo_names_in(path, zoo_names):
+            j = first_user.setdefault(name, i)
+            chain_of[root(i)] = root(j)
+    chains: dict[int, list[Path]] = {}
+    for i, path in enumerate(paths):
+        chains.setdefault(root(i), []).append(path)
+    return list(chains.values())
+
+
+def _previous_seconds(out_dir: Path) -> dict[str, float]:
+    """Seconds each notebook took in the last run into ``out_dir`` (empty when none)."""
+    try:
+        report = json.loads((out_dir / "report.json").read_text())
+        return {r["name"]: float(r["seconds"]) for r in report["runs"]}
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        return {}
+
+
+def _run_chain(chain, out_dir, parameters, data_home, timeout, threads) -> list[NotebookRun]:
+    """Execute one chain in this (worker) process, its kernels limited to ``threads`` threads."""
+    with _environment(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)):
+        return [_report_line(run_notebook(path, out_dir, parameters, data_home, timeout))
+                for path in chain]
+
+
+def _report_line(run: NotebookRun) -> NotebookRun:
+    print(f"{'ok  ' if run.ok else 'FAIL'} {run.name:40s} {run.seconds:7.1f} s"
+          + (f"  {run.error}" if run.error else ""), flush=True)
+    return run
+
+
 def run_notebooks(paths, out_dir=EXECUTED_DIR, parameters: dict | None = None,
-                  data_home=None, timeout: int = 1200) -> list[NotebookRun]:
-    """Execute several notebooks in order; write ``out_dir/report.json``."""
-    runs = []
-    for path in paths:
-        runs.append(run_notebook(path, out_dir, parameters, data_home, timeout))
-        print(f"{'ok  ' if runs[-1].ok else 'FAIL'} {runs[-1].name:40s} {runs[-1].seconds:7.1f} s"
-              + (f"  {runs[-1].error}" if runs[-1].error else ""), flush=True)
-        atomic_write_json(Path(out_dir) / "report.json",
+                  data_home=None, timeout: int = 1200, jobs: int = 1) -> list[NotebookRun]:
+    """Execute several notebooks; write ``out_dir/report.json`` after each one.
+
+    Args:
+        jobs: how many notebooks run at once. Above 1, notebooks that share zoo
+            models form chains (``notebook_chains``), the longest chains start first
+            (by the previous report's times, else by length), and each kernel gets
+            ``usable_cpus() // jobs`` threads. The result is in the order of ``paths``.
+    """
+    paths = [Path(p) for p in paths]
+    out_dir = Path(out_dir)
+    order = {p.stem: i for i, p in enumerate(paths)}
+    runs: list[NotebookRun] = []
+
+    def record(new_runs):
+        runs.extend(new_runs)
+        runs.sort(key=lambda r: order[r.name])
+        atomic_write_json(out_dir / "report.json",
                           {"parameters": parameters or {}, "runs": [asdict(r) for r in runs]})
+
+    if jobs <= 1 or len(paths) <= 1:
+        for path in paths:
+            record([_report_line(run_notebook(path, out_dir, parameters, data_home, timeout))])
+        return runs
+    before = _previous_seconds(out_dir)
+    chains = sorted(notebook_chains(paths),
+                    key=lambda chain: -sum(before.get(p.stem, 60.0) for p in chain))
+    threads = max(1, usable_cpus() // jobs)
+    # spawn, not fork: the caller may hold torch's thread pools, which a forked child inherits broken.
+    with ProcessPoolExecutor(min(jobs, len(chains)), mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_run_chain, chain, out_dir, parameters, data_home, timeout, threads)
+                   for chain in chains]
+        for future in as_completed(futures):
+            record(future.result())
     return runs

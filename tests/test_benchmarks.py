@@ -27,6 +27,7 @@ RUNS = {  # the longest first, so that it does not start last
     "fusion_streams": ["fusion_streams.py", "--device", "cpu", "--train-size", "48", "--test-size", "24",
                        "--stream-epochs", "1"],
     "saliency": ["saliency.py", "--device", "cpu", "--images", "4", "--steps", "2", "--untrained"],
+    "notebooks": ["notebooks.py", "01", "--jobs", "1", "--cold"],
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from course_lib.cli import main
-from course_lib.runner import run_notebooks, select_notebooks
+from course_lib.runner import notebook_chains, run_notebooks, select_notebooks
 
 
 def _notebook(path, body: str):
@@ -36,6 +36,31 @@ def test_runner_injects_parameters_and_reports_failures(tmp_path):
     assert any(o.output_type == "error" for c in failed.cells for o in c.get("outputs", []))
     report = json.loads((out / "report.json").read_text())
     assert [r["ok"] for r in report["runs"]] == [True, False] and report["parameters"] == {"SEED": 7}
+
+
+def test_notebooks_that_share_a_zoo_model_form_one_chain(tmp_path):
+    zoo = ["mnist_pgd", "mnist_dunet", "faces_net"]
+    a = _notebook(tmp_path / "01_a.ipynb", 'trained_model("mnist_pgd")')
+    b = _notebook(tmp_path / "02_b.ipynb", "build('faces_net')  # no mnist_pgd here")
+    c = _notebook(tmp_path / "03_c.ipynb", 'names = ["mnist_dunet", "mnist_pgd"]')
+    d = _notebook(tmp_path / "04_d.ipynb", 'trained_model("mnist_dunet")')
+    e = _notebook(tmp_path / "05_e.ipynb", 'print("mnist_pgd_plus", "other")')
+    chains = notebook_chains([a, b, c, d, e], zoo)
+    assert sorted(chains) == sorted([[a, c, d], [b], [e]])  # a-c share mnist_pgd, c-d mnist_dunet
+
+
+def test_notebooks_run_side_by_side_with_one_thread_each(tmp_path):
+    body = "import os\nprint(os.environ.get('OMP_NUM_THREADS'), os.getpid())"
+    paths = [_notebook(tmp_path / f"0{i}_n.ipynb", body) for i in range(1, 4)]
+    out = tmp_path / "executed"
+    runs = run_notebooks(paths, out, data_home=tmp_path / "home", jobs=2)
+    assert [r.name for r in runs] == ["01_n", "02_n", "03_n"] and all(r.ok for r in runs)
+    printed = [nbformat.read(out / f"{r.name}.ipynb", 4).cells[1].outputs[0].text.split() for r in runs]
+    from course_lib.runner import usable_cpus
+    assert {p[0] for p in printed} == {str(max(1, usable_cpus() // 2))}
+    assert len({p[1] for p in printed}) == 3  # a kernel per notebook
+    report = json.loads((out / "report.json").read_text())
+    assert [r["name"] for r in report["runs"]] == ["01_n", "02_n", "03_n"]
 
 
 def test_select_notebooks_by_prefix(tmp_path):
