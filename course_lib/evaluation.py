@@ -87,11 +87,19 @@ def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     ``batch_size``: examples attacked at once; on a CPU a smaller batch keeps the
     working set in cache (compare ``benchmarks/attacks.py --batch 128`` and ``--batch 500``).
     """
+    standing = pgd_standing(model, x, y, eps, steps, step, restarts, batch_size, generator)
+    return 100.0 * standing.float().mean().item()
+
+
+def pgd_standing(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 40,
+                 step: float = 0.01, restarts: int = 1, batch_size: int = 128,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B,) bool: which examples ``pgd_accuracy`` counts as robust (to compare subsets image by image)."""
     from .attacks import pgd, predict
 
     if eps <= 0:
-        return accuracy(model, x, y, batch_size)
-    standing_total = 0
+        return predict(model, x, batch_size) == y.to(x.device)
+    out = []
     for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
         standing = predict(model, xb) == yb.to(xb.device)
         for _ in range(restarts):
@@ -100,8 +108,8 @@ def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                 break
             adv = pgd(model, xb[idx], yb[idx], eps, min(step, eps), steps, generator=generator)
             standing[idx] = predict(model, adv) == yb[idx].to(adv.device)
-        standing_total += int(standing.sum())
-    return 100.0 * standing_total / len(y)
+        out.append(standing)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool, device=x.device)
 
 
 @dataclass
@@ -126,19 +134,27 @@ def judge_checklist(measured: dict) -> list[Check]:
 
     ``measured`` holds: ``steps``; ``pgd`` (PGD-steps accuracy), ``fgsm``,
     ``pgd_eps1`` (PGD at eps 1), ``pgd_doubled`` (2 x steps), ``pgd_restarts``
-    (3 restarts), and on the gradient-free subset ``clean_subset``, ``spsa``,
-    ``pgd_subset`` and ``subset_size``. Kept apart from the attacks so each
-    check can be tested with chosen numbers, in every direction.
+    (3 restarts); on the gradient-free subset ``clean_subset``, ``spsa``,
+    ``square`` (optional: Square's accuracy), ``pgd_subset`` and ``subset_size``;
+    and, optionally, on the AutoAttack subset ``autoattack``, ``pgd_autoattack_subset``
+    and ``autoattack_size``. Kept apart from the attacks so each check can be tested
+    with chosen numbers, in every direction.
 
-    The gradient-free check is inconclusive when SPSA lowered the subset's
-    accuracy by no more than one image: an attack that breaks nothing cannot
-    vouch for PGD.
+    The gradient-free check takes the stronger of SPSA and Square, and is
+    inconclusive when it lowered the subset's accuracy by no more than one image:
+    an attack that breaks nothing cannot vouch for PGD. The AutoAttack check fails
+    when PGD is more than 2 points above AutoAttack on the same images.
     """
     steps, robust = measured["steps"], measured["pgd"]
     one_image = 100.0 / measured["subset_size"]
-    spsa_broke_something = measured["spsa"] < measured["clean_subset"] - one_image
-    gradient_free = (measured["spsa"] >= measured["pgd_subset"] - one_image) if spsa_broke_something else None
-    return [
+    free = {"SPSA": measured["spsa"]}
+    if measured.get("square") is not None:
+        free["Square"] = measured["square"]
+    strongest = min(free, key=free.get)
+    broke_something = free[strongest] < measured["clean_subset"] - one_image
+    gradient_free = (free[strongest] >= measured["pgd_subset"] - one_image) if broke_something else None
+    free_text = " and ".join(f"{name} {value:.1f}%" for name, value in free.items())
+    checks = [
         Check("iterative at least as strong as single-step", robust <= measured["fgsm"],
               f"PGD-{steps} {robust:.1f}% vs FGSM {measured['fgsm']:.1f}%"),
         Check("accuracy falls to near 0 at eps = 1", measured["pgd_eps1"] <= 5.0,
@@ -148,30 +164,47 @@ def judge_checklist(measured: dict) -> list[Check]:
         Check("restarts never raise robust accuracy", measured["pgd_restarts"] <= robust,
               f"1 start {robust:.1f}% vs 3 restarts {measured['pgd_restarts']:.1f}%"),
         Check("gradient-free attack not stronger than white-box", gradient_free,
-              f"SPSA {measured['spsa']:.1f}% vs PGD {measured['pgd_subset']:.1f}% on "
+              f"{free_text} vs PGD {measured['pgd_subset']:.1f}% on "
               f"{measured['subset_size']} images (clean {measured['clean_subset']:.1f}%)"
-              + ("" if spsa_broke_something else "; SPSA broke at most one image, so it cannot vouch for PGD")),
+              + ("" if broke_something else
+                 f"; {' and '.join(free)} broke at most one image, so cannot vouch for PGD")),
     ]
+    if measured.get("autoattack") is not None:
+        gap = measured["pgd_autoattack_subset"] - measured["autoattack"]
+        checks.append(Check(
+            "PGD within 2 points of AutoAttack", gap <= 2.0,
+            f"PGD {measured['pgd_autoattack_subset']:.1f}% vs AutoAttack {measured['autoattack']:.1f}% on "
+            f"{measured['autoattack_size']} images"
+            + (f"; PGD's numbers are optimistic by {gap:.1f} points" if gap > 2.0 else "")))
+    return checks
 
 
 def robustness_checklist(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 40,
                          step: float = 0.01, spsa_examples: int = 32, spsa_samples: int = 64,
-                         spsa_steps: int = 20, spsa_delta: float = 0.01, seed: int = 0) -> list[Check]:
+                         spsa_steps: int = 20, spsa_delta: float = 0.01, square_queries: int | None = 1000,
+                         autoattack_examples: int = 0, autoattack_known: dict | None = None,
+                         seed: int = 0) -> list[Check]:
     """Sanity checks that go with a robust-accuracy number (Carlini et al., 2019).
 
     1. the iterative attack (PGD) is at least as strong as the single step (FGSM);
     2. accuracy falls to near 0 (at most 5%) when eps grows to 1, where any image is reachable;
     3. doubling PGD's steps changes robust accuracy by less than one point;
     4. random restarts never raise it (the first restart repeats the single run);
-    5. the gradient-free attack (SPSA, on ``spsa_examples`` images) is not stronger than PGD
-       by more than one image's worth of accuracy on that subset (inconclusive when SPSA
-       breaks nothing there). ``spsa_delta`` is the size of its finite differences:
-       a layer that rounds or draws at random can hide from small ones.
+    5. the gradient-free attacks (SPSA, and Square with ``square_queries`` queries
+       unless None; on ``spsa_examples`` images) are not stronger than PGD by more
+       than one image's worth of accuracy on that subset (inconclusive when neither
+       breaks anything there). ``spsa_delta`` is the size of SPSA's finite
+       differences: a layer that rounds or draws at random can hide from small ones;
+    6. with ``autoattack_examples`` > 0: AutoAttack (standard) on that many images
+       is not more than 2 points below PGD on the same images. AutoAttack takes
+       minutes on a CPU; ``autoattack_known`` passes a measurement made elsewhere
+       (the zoo's stored one) instead: ``{"autoattack": %, "pgd_autoattack_subset": %,
+       "autoattack_size": n}``, PGD's number being from the same images.
     A failed check says the robust accuracy is not to be trusted (too few steps,
     gradient masking, ...). Every random start comes from a generator seeded
-    with ``seed``. Returns the checks; ``print(*checks, sep="\\n")`` shows them.
+    with ``seed``. Returns the checks; ``print(*checks, sep="\n")`` shows them.
     """
-    from .attacks import fgsm, spsa
+    from . import attacks
 
     device = x.device
 
@@ -182,14 +215,80 @@ def robustness_checklist(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
     xs, ys = x[:spsa_examples], y[:spsa_examples]
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # cleverhans's SPSA draws from the global RNG
-        gradient_free = accuracy(model, spsa(model, xs, ys, eps, steps=spsa_steps, samples=spsa_samples,
-                                                  delta=spsa_delta), ys)
-    measured = {"steps": steps, "pgd": pgd_at(eps, steps, step), "fgsm": accuracy(model, fgsm(model, x, y, eps), y),
+        gradient_free = accuracy(model, attacks.spsa(model, xs, ys, eps, steps=spsa_steps, samples=spsa_samples,
+                                                     delta=spsa_delta), ys)
+    measured = {"steps": steps, "pgd": pgd_at(eps, steps, step),
+                "fgsm": accuracy(model, attacks.fgsm(model, x, y, eps), y),
                 "pgd_eps1": pgd_at(1.0, steps, 0.1), "pgd_doubled": pgd_at(eps, 2 * steps, step),
                 "pgd_restarts": pgd_at(eps, steps, step, restarts=3), "spsa": gradient_free,
                 "pgd_subset": pgd_at(eps, steps, step, xs=xs, ys=ys), "subset_size": len(ys),
                 "clean_subset": accuracy(model, xs, ys)}
+    if square_queries is not None and eps > 0:
+        measured["square"] = accuracy(model, attacks.square(model, xs, ys, eps, square_queries, seed=seed), ys)
+    if autoattack_known is not None:
+        missing = {"autoattack", "pgd_autoattack_subset", "autoattack_size"} - set(autoattack_known)
+        if missing:
+            raise ValueError(f"autoattack_known lacks {sorted(missing)}")
+        measured.update(autoattack_known)
+    elif autoattack_examples > 0 and eps > 0:
+        xa, ya = x[:autoattack_examples], y[:autoattack_examples]
+        measured.update(autoattack=autoattack_accuracy(model, xa, ya, eps, seed=seed),
+                        pgd_autoattack_subset=pgd_at(eps, steps, step, xs=xa, ys=ya), autoattack_size=len(ya))
     return judge_checklist(measured)
+
+
+def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, version: str = "standard",
+                        norm: str = "Linf", seed: int = 0, stages: dict | None = None,
+                        progress: bool | None = None) -> float:
+    """Accuracy in % under AutoAttack (``attacks.autoattack``): robust only if every attack fails.
+
+    ``stages``, when a dict, receives the accuracy in % after each attack in run
+    order ("clean" first), to read which attack broke what.
+    """
+    from .attacks import autoattack
+
+    counts: dict = {}
+    adv = autoattack(model, x, y, eps, norm=norm, version=version, seed=seed, stages=counts, progress=progress)
+    if stages is not None:
+        stages.update({name: 100.0 * count / len(y) for name, count in counts.items()})
+    return accuracy(model, adv, y)
+
+
+def binomial_interval(accuracy_pct: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact binomial) interval in % for an accuracy measured on ``n`` images."""
+    from scipy.stats import binomtest
+
+    if n < 1:
+        raise ValueError(f"need at least one image, got n={n}")
+    correct = round(accuracy_pct * n / 100.0)
+    interval = binomtest(correct, n).proportion_ci(confidence_level=level, method="exact")
+    return 100.0 * interval.low, 100.0 * interval.high
+
+
+def with_autoattack(table: dict, pgd_column: str, autoattack: dict, n: int) -> dict:
+    """``table`` with AutoAttack's accuracy, its 95% interval, and its gap to ``pgd_column`` added.
+
+    Args:
+        table: {model: {column: accuracy in %}} holding ``pgd_column``.
+        autoattack: {model: AutoAttack accuracy in %}, measured on ``n`` images.
+
+    The gap column reads "AA - PGD" and ends in " <<" when AutoAttack is lower than
+    PGD by more than one image's worth (100 / n points): PGD's number for that
+    model overstates its robustness. A model without an AutoAttack number gets "-".
+    """
+    one_image = 100.0 / n
+    out = {}
+    for name, row in table.items():
+        row = dict(row)
+        if name in autoattack:
+            aa = autoattack[name]
+            low, high = binomial_interval(aa, n)
+            gap = aa - row[pgd_column]
+            row["AutoAttack"] = aa
+            row["AA 95% CI"] = f"{low:.0f}-{high:.0f}"
+            row["AA - PGD"] = f"{gap:+.1f}" + (" <<" if gap < -one_image else "")
+        out[name] = row
+    return out
 
 
 def mixed_accuracy(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,

