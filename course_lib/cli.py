@@ -322,7 +322,8 @@ def cmd_models_build(args) -> int:
     for name in args.names or zoo_names():
         built = build(name, args.profile, args.data_home, args.device, args.seed)
         metrics = ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
-                            for k, v in built.metrics.items())
+                            for k, v in built.metrics.items()
+                            if not (k.endswith("_digits") and isinstance(v, str)))  # per-digit verdicts
         state = "built now" if built.built_now else "already built"
         print(f"{name}: {state}; training {built.seconds:.1f} s, metrics {built.eval_seconds:.1f} s; "
               f"{metrics}", flush=True)

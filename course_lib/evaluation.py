@@ -254,6 +254,32 @@ def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
     return accuracy(model, adv, y)
 
 
+def autoattack_digits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                      version: str = "standard", seed: int = 0) -> str:
+    """AutoAttack's verdict per image as a string, "1" robust and "0" broken: ``"1101..."``.
+
+    The zoo stores it beside the accuracy so that a chapter can read AutoAttack's
+    accuracy on any first ``n`` of the images (``digits[:n]``) and compare it image
+    for image with its own attacks, without running AutoAttack again. For a
+    randomised model, torch's RNG is seeded with ``seed`` first (its draws use it).
+    """
+    from .attacks import autoattack, predict
+
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        adv = autoattack(model, x, y, eps, version=version, seed=seed, progress=False)
+        standing = predict(model, adv) == y.to(x.device)
+    return "".join("1" if s else "0" for s in standing.tolist())
+
+
+def accuracy_of_digits(digits: str, n: int | None = None) -> float:
+    """Accuracy in % of the first ``n`` (default all) verdicts of ``autoattack_digits``."""
+    digits = digits[:n] if n is not None else digits
+    if not digits or set(digits) - {"0", "1"}:
+        raise ValueError("expected a non-empty string of 0s and 1s (autoattack_digits)")
+    return 100.0 * digits.count("1") / len(digits)
+
+
 def binomial_interval(accuracy_pct: float, n: int, level: float = 0.95) -> tuple[float, float]:
     """Clopper-Pearson (exact binomial) interval in % for an accuracy measured on ``n`` images."""
     from scipy.stats import binomtest

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..attacks import FastFGSMAttack, FGSMAttack, PGDAttack
 from ..data.mnist import mnist_splits
-from ..evaluation import accuracy, autoattack_accuracy, pgd_standing
+from ..evaluation import accuracy, accuracy_of_digits, autoattack_digits, pgd_standing
 from ..train.batches import AttackBatches, StaticAugmentation
 from ..train.callbacks import EpsWarmup, OneCycle, OverfittingGuard
 from ..train.objectives import AdversarialLogitPairing, CleanLogitPairing, LogitSqueezing
@@ -54,19 +54,21 @@ def robust_metrics(model: nn.Module, splits, settings: dict) -> dict:
     PGD: 50 steps of 0.01 from a random start, 10 restarts, on the first
     ``robust_eval_size`` test digits. AutoAttack (standard: APGD-CE, APGD-T, FAB-T,
     Square) on the first ``autoattack_eval_size`` of them, with PGD's accuracy on
-    the same digits beside it (``pgd50x10_eps0.3_acc_aa_digits``). Every accuracy
-    is a percentage.
+    the same digits beside it (``pgd50x10_eps0.3_acc_aa_digits``), and AutoAttack's
+    verdict per digit (``autoattack_eps0.3_digits``, see ``autoattack_digits``).
+    Every accuracy is a percentage.
     """
     device = next(model.parameters()).device
     x, y = (t.to(device) for t in splits.test.tensors)
     n, n_aa = min(settings["robust_eval_size"], len(x)), min(settings["autoattack_eval_size"], len(x))
     generator = torch.Generator(device=device).manual_seed(0)
     standing = pgd_standing(model, x[:n], y[:n], 0.3, steps=50, step=0.01, restarts=10, generator=generator)
+    digits = autoattack_digits(model, x[:n_aa], y[:n_aa], 0.3)
     return {"test_acc": accuracy(model, x, y), "robust_eval_size": n,
             "pgd50x10_eps0.3_acc": 100.0 * standing.float().mean().item(),
             "autoattack_eval_size": n_aa,
             "pgd50x10_eps0.3_acc_aa_digits": 100.0 * standing[:n_aa].float().mean().item(),
-            "autoattack_eps0.3_acc": autoattack_accuracy(model, x[:n_aa], y[:n_aa], 0.3, progress=False)}
+            "autoattack_eps0.3_acc": accuracy_of_digits(digits), "autoattack_eps0.3_digits": digits}
 
 
 def adversarial_plan(attack):

@@ -12,13 +12,19 @@
 - ``mnist_ensemble``: the denoiser model, ALP and CLP, scores normalised and summed.
 
 The last three train nothing (``epochs`` 0): the zoo assembles them from the
-trained components. Every entry stores the zoo's default metric, clean test
-accuracy: chapters 7 and 8 measure them under attack, obliviously and adaptively.
+trained components. The Table 4 denoisers store the zoo's default metric, clean
+test accuracy; the others also store AutoAttack at eps 0.3 on the first test
+digits (``defence_metrics``: the ``rand`` version for the random resizing), which
+takes minutes on a CPU and so is run once, at build time. Chapters 7 and 8 measure
+them under attack, obliviously and adaptively, and read AutoAttack from here.
 """
 from __future__ import annotations
 
+import torch
+
 from ..attacks import FGSMAttack, PGDAttack
 from ..data.mnist import mnist_splits
+from ..evaluation import accuracy, accuracy_of_digits, autoattack_digits
 from ..defences import BitDepth, Denoised, DUNet, Ensemble, Preprocessed, Randomised, RandomResizePad
 from ..train.batches import DenoiserPairs
 from ..train.objectives import FeatureGuided, LabelGuided, LogitGuided, PixelGuided
@@ -36,6 +42,28 @@ DUNET_QUICK = dict(epochs=1, batch_size=64, optimizer="Adam", lr=1e-3, guide="fe
 DUNET_FULL = dict(DUNET_QUICK, epochs=10, encoder_widths=(64, 128, 256, 256, 256), encoder_blocks=(2, 3, 3, 3, 3),
                   decoder_widths=(64, 128, 256, 256), decoder_blocks=(2, 3, 3, 3), fgsm_eps=(0.1, 0.2, 0.3),
                   pgd_step=0.01, pgd_steps=40)
+
+
+def defence_metrics(model, splits, settings: dict) -> dict:
+    """Clean test accuracy, and AutoAttack at eps 0.3 on the first ``autoattack_eval_size`` test digits.
+
+    ``autoattack_version``: "standard", or "rand" for a randomised defence. Keys as
+    ``mnist_cnn.robust_metrics``'s: the accuracy and the verdict per digit.
+    """
+    device = next(model.parameters()).device
+    x, y = (t.to(device) for t in splits.test.tensors)
+    n = min(settings["autoattack_eval_size"], len(x))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)  # a randomised defence draws from torch's RNG
+        clean = accuracy(model, x, y)
+    digits = autoattack_digits(model, x[:n], y[:n], 0.3, version=settings["autoattack_version"])
+    return {"test_acc": clean, "autoattack_eval_size": n, "autoattack_version": settings["autoattack_version"],
+            "autoattack_eps0.3_acc": accuracy_of_digits(digits), "autoattack_eps0.3_digits": digits}
+
+
+# AutoAttack's digits at build time (quick: the first 100 test digits; full: 1000).
+AUTOATTACK_QUICK = dict(autoattack_eval_size=100, autoattack_version="standard")
+AUTOATTACK_FULL = dict(autoattack_eval_size=1000, autoattack_version="standard")
 
 
 def build_denoised(settings: dict) -> Denoised:
@@ -61,7 +89,8 @@ for guide in GUIDES:
         name="mnist_dunet" if guide == "feature" else f"mnist_dunet_{guide}",
         summary=f"HGD denoiser ({guide}-guided) in front of the fixed baseline",
         build=build_denoised, data=mnist_splits, plan=denoiser_plan,
-        quick=dict(DUNET_QUICK, guide=guide), full=dict(DUNET_FULL, guide=guide),
+        quick=dict(DUNET_QUICK, guide=guide, **AUTOATTACK_QUICK),
+        full=dict(DUNET_FULL, guide=guide, **AUTOATTACK_FULL), evaluate=defence_metrics,
         components={"classifier": "mnist_baseline"}))
 
 # Defendr's Table 4: the feature-guided DUNet trained on one attack at one budget only
@@ -94,19 +123,22 @@ register(Recipe(
     name="mnist_random_resize_pad", summary="baseline behind random resizing and padding (Xie et al.)",
     build=lambda settings: Randomised(MnistCNN(), RandomResizePad(28, settings["low"],
                                                                   per_image=settings["per_image"])),
-    data=mnist_splits, quick=dict(ASSEMBLED, low=25, per_image=True), full=dict(ASSEMBLED, low=25, per_image=True),
-    components={"model": "mnist_baseline"}))
+    data=mnist_splits,
+    quick=dict(ASSEMBLED, low=25, per_image=True, **dict(AUTOATTACK_QUICK, autoattack_version="rand")),
+    full=dict(ASSEMBLED, low=25, per_image=True, **dict(AUTOATTACK_FULL, autoattack_version="rand")),
+    evaluate=defence_metrics, components={"model": "mnist_baseline"}))
 
 register(Recipe(
     name="mnist_bit_depth", summary="baseline behind 1-bit depth reduction (Xu et al.)",
     build=lambda settings: Preprocessed(BitDepth(settings["bits"]), MnistCNN()), data=mnist_splits,
-    quick=dict(ASSEMBLED, bits=1), full=dict(ASSEMBLED, bits=1),
-    components={"model": "mnist_baseline"}))
+    quick=dict(ASSEMBLED, bits=1, **AUTOATTACK_QUICK), full=dict(ASSEMBLED, bits=1, **AUTOATTACK_FULL),
+    evaluate=defence_metrics, components={"model": "mnist_baseline"}))
 
 register(Recipe(
     name="mnist_ensemble", summary="ensemble of the denoiser model, ALP and CLP (Defendr 4.4)",
     build=lambda settings: Ensemble([build_denoised(DUNET_QUICK if settings["dunet"] == "quick" else DUNET_FULL),
                                      MnistCNN(), MnistCNN()]),
-    data=mnist_splits, quick=dict(ASSEMBLED, dunet="quick"), full=dict(ASSEMBLED, dunet="full"),
+    data=mnist_splits, quick=dict(ASSEMBLED, dunet="quick", **AUTOATTACK_QUICK),
+    full=dict(ASSEMBLED, dunet="full", **AUTOATTACK_FULL), evaluate=defence_metrics,
     components={"members.0": "mnist_dunet", "members.1": "mnist_alp",
                                          "members.2": "mnist_clp"}))
