@@ -319,11 +319,16 @@ AUTOATTACK_EOT = 20  # version "rand": gradients averaged over 20 draws of a ran
 
 
 def _check_autoattack(model, x, y, eps, norm) -> torch.Tensor:
+    """The kit's checks, and what torchattacks's attacks need: (B, C, H, W) float32 images, long labels."""
     if norm not in ("Linf", "L2"):
         raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
     if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
         raise ValueError(f"eps must be a finite number > 0 (pixel units: 0.3 on MNIST for Linf), got {eps}")
-    return _check(model, x, y, eps)
+    y = _check(model, x, y, eps)
+    if x.ndim != 4 or x.dtype != torch.float32:
+        raise ValueError(f"AutoAttack and Square take (B, C, H, W) float32 images, got {tuple(x.shape)} "
+                         f"{x.dtype}; add a channel dimension or convert with x.float()")
+    return y.long()
 
 
 def _project(x: torch.Tensor, adv: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
@@ -349,9 +354,10 @@ def autoattack_stages(model: nn.Module, eps: float, norm: str = "Linf", version:
 
     if version not in ("standard", "rand"):
         raise ValueError(f"version must be 'standard' or 'rand', got {version!r}")
-    if n_classes < 3:
-        raise ValueError(f"AutoAttack's targeted and DLR attacks need at least 3 classes, the model has "
-                         f"{n_classes}; use pgd or square for a binary classifier")
+    needed = 4 if version == "standard" else 3  # the targeted DLR loss reads the 4th-highest logit
+    if n_classes < needed:
+        raise ValueError(f"AutoAttack ({version}) needs at least {needed} classes (its DLR losses compare the "
+                         f"top logits), the model has {n_classes}; use pgd or square for it")
     # torchattacks's targeted attacks take n_classes and attack the n_classes - 1 highest others
     targets = min(AUTOATTACK_TARGETS, n_classes - 1) + 1
     common = dict(eps=eps, norm=norm, seed=seed, n_restarts=1)
@@ -363,44 +369,32 @@ def autoattack_stages(model: nn.Module, eps: float, norm: str = "Linf", version:
             "APGD-T": torchattacks.APGDT(model, steps=AUTOATTACK_STEPS, n_classes=targets, **common),
             "FAB-T": torchattacks.FAB(model, steps=AUTOATTACK_STEPS, multi_targeted=True, n_classes=targets,
                                       **common),
-            "Square": torchattacks.Square(model, n_queries=AUTOATTACK_QUERIES, p_init=0.8, **common)}
+            # resc_schedule=False: Square's square sizes shrink on the schedule written for 10,000
+            # queries, as in AutoAttack (torchattacks rescales it to n_queries by default)
+            "Square": torchattacks.Square(model, n_queries=AUTOATTACK_QUERIES, p_init=0.8, resc_schedule=False,
+                                          **common)}
 
 
 def _rng_kept(device: torch.device):
-    """torch's global RNG put back after the block (torchattacks reseeds it on every call)."""
-    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    """torch's global RNGs put back after the block (torchattacks reseeds them on every call).
 
-
-def autoattack(model: nn.Module, x: torch.Tensor, y, eps: float, norm: str = "Linf",
-               version: str = "standard", seed: int = 0, batch_size: int = 256,
-               progress: bool | None = None, stages: dict | None = None) -> torch.Tensor:
-    """AutoAttack (Croce and Hein, 2020): an image is robust only if every one of its attacks fails.
-
-    The attacks run one after another (``autoattack_stages``), each on the images
-    still classified correctly; an image the model already gets wrong is not
-    attacked. Same contract as the kit's other attacks: true labels, pixels in
-    [0, 1], the model frozen in eval mode and handed back as it came, torch's RNG
-    untouched (the attacks draw from their own seed).
-
-    Args:
-        x: (B, ...) pixels in [0, 1]; y: (B,) true labels.
-        eps: budget in pixel units (> 0): 0.3 for Linf on MNIST.
-        norm: "Linf" or "L2". version: "standard" or "rand" (randomised defences).
-        batch_size: images attacked at once. progress: a bar over batches
-            (None follows COURSE_PROGRESS).
-        stages: when a dict, filled with {attack name: images still standing after
-            it} (counts over the whole batch, in run order, after "clean").
-
-    Returns:
-        (B, ...) adversarial examples, detached, within eps of x and in [0, 1]; an
-        image no attack broke comes back as the last attack's attempt.
+    torchattacks also reseeds the *current* CUDA device, which may not be ``device``.
     """
+    devices = {device} if device.type == "cuda" else set()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        devices.add(torch.device("cuda", torch.cuda.current_device()))
+    return torch.random.fork_rng(devices=sorted(devices, key=str))
+
+
+def _run_autoattack(model, x, y, eps, norm, version, seed, batch_size, progress):
+    """(adversarial batch, (B,) bool still robust, {stage: count standing}) of one AutoAttack run."""
     from tqdm.auto import tqdm
 
     y = _check_autoattack(model, x, y, eps, norm)
     n_classes = _n_classes(model, x)
     x = x.detach()
     adv = x.clone()
+    robust = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     counts = {"clean": 0}
     with frozen_eval(model), _rng_kept(x.device):
         attacks = autoattack_stages(model, eps, norm, version, n_classes, seed)
@@ -419,9 +413,51 @@ def autoattack(model: nn.Module, x: torch.Tensor, y, eps: float, norm: str = "Li
                     with torch.no_grad():
                         standing[idx] = model(attempt).argmax(1) == yb[idx]
                 counts[name] += int(standing.sum())
+            robust[start:start + len(xb)] = standing
+    return adv, robust, counts
+
+
+def autoattack(model: nn.Module, x: torch.Tensor, y, eps: float, norm: str = "Linf",
+               version: str = "standard", seed: int = 0, batch_size: int = 256,
+               progress: bool | None = None, stages: dict | None = None) -> torch.Tensor:
+    """AutoAttack (Croce and Hein, 2020): an image is robust only if every one of its attacks fails.
+
+    The attacks run one after another (``autoattack_stages``), each on the images
+    still classified correctly; an image the model already gets wrong is not
+    attacked. Same contract as the kit's other attacks: true labels, pixels in
+    [0, 1], the model frozen in eval mode and handed back as it came, torch's RNG
+    untouched (the attacks draw from their own seed).
+
+    Args:
+        x: (B, C, H, W) float32 pixels in [0, 1]; y: (B,) true labels.
+        eps: budget in pixel units (> 0): 0.3 for Linf on MNIST.
+        norm: "Linf" or "L2". version: "standard" (at least 4 classes) or "rand"
+            (randomised defences, at least 3 classes).
+        batch_size: images attacked at once. progress: a bar over batches
+            (None follows COURSE_PROGRESS).
+        stages: when a dict, filled with {attack name: images still standing after
+            it} (counts over the whole batch, in run order, after "clean").
+
+    Returns:
+        (B, C, H, W) adversarial examples, detached, within eps of x and in [0, 1];
+        an image no attack broke comes back as the last attack returned it
+        (torchattacks's Square returns such an image unchanged).
+    """
+    adv, _, counts = _run_autoattack(model, x, y, eps, norm, version, seed, batch_size, progress)
     if stages is not None:
         stages.update(counts)
     return adv
+
+
+def autoattack_robust(model: nn.Module, x: torch.Tensor, y, eps: float, norm: str = "Linf",
+                      version: str = "standard", seed: int = 0, batch_size: int = 256,
+                      progress: bool | None = None) -> torch.Tensor:
+    """(B,) bool: the images AutoAttack counts as robust (every attack failed on them).
+
+    The verdict of the run itself, as AutoAttack reports it: for a randomised
+    model, scoring the returned examples again would be a new random draw.
+    """
+    return _run_autoattack(model, x, y, eps, norm, version, seed, batch_size, progress)[1]
 
 
 def square(model: nn.Module, x: torch.Tensor, y, eps: float, queries: int = AUTOATTACK_QUERIES,

@@ -171,11 +171,13 @@ def judge_checklist(measured: dict) -> list[Check]:
     ]
     if measured.get("autoattack") is not None:
         gap = measured["pgd_autoattack_subset"] - measured["autoattack"]
+        # 2 points, or one image's worth on fewer than 50 images (where one image is more than 2 points)
+        allowed = max(2.0, 100.0 / measured["autoattack_size"])
         checks.append(Check(
-            "PGD within 2 points of AutoAttack", gap <= 2.0,
+            "PGD within 2 points of AutoAttack", gap <= allowed + 1e-9,
             f"PGD {measured['pgd_autoattack_subset']:.1f}% vs AutoAttack {measured['autoattack']:.1f}% on "
             f"{measured['autoattack_size']} images"
-            + (f"; PGD's numbers are optimistic by {gap:.1f} points" if gap > 2.0 else "")))
+            + (f"; PGD's numbers are optimistic by {gap:.1f} points" if gap > allowed + 1e-9 else "")))
     return checks
 
 
@@ -248,10 +250,10 @@ def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
     from .attacks import autoattack
 
     counts: dict = {}
-    adv = autoattack(model, x, y, eps, norm=norm, version=version, seed=seed, stages=counts, progress=progress)
+    autoattack(model, x, y, eps, norm=norm, version=version, seed=seed, stages=counts, progress=progress)
     if stages is not None:
         stages.update({name: 100.0 * count / len(y) for name, count in counts.items()})
-    return accuracy(model, adv, y)
+    return 100.0 * list(counts.values())[-1] / len(y)  # the run's own verdict (see autoattack_robust)
 
 
 def autoattack_digits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
@@ -263,12 +265,11 @@ def autoattack_digits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     for image with its own attacks, without running AutoAttack again. For a
     randomised model, torch's RNG is seeded with ``seed`` first (its draws use it).
     """
-    from .attacks import autoattack, predict
+    from .attacks import autoattack_robust
 
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        adv = autoattack(model, x, y, eps, version=version, seed=seed, progress=False)
-        standing = predict(model, adv) == y.to(x.device)
+        standing = autoattack_robust(model, x, y, eps, version=version, seed=seed, progress=False)
     return "".join("1" if s else "0" for s in standing.tolist())
 
 
@@ -312,7 +313,7 @@ def with_autoattack(table: dict, pgd_column: str, autoattack: dict, n: int) -> d
             gap = aa - row[pgd_column]
             row["AutoAttack"] = aa
             row["AA 95% CI"] = f"{low:.0f}-{high:.0f}"
-            row["AA - PGD"] = f"{gap:+.1f}" + (" <<" if gap < -one_image else "")
+            row["AA - PGD"] = f"{gap:+.1f}" + (" <<" if gap < -one_image - 1e-9 else "")  # 1e-9: round-off
         out[name] = row
     return out
 

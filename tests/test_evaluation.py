@@ -297,3 +297,15 @@ def test_pgd_accuracy_counts_an_example_lost_at_any_restart_and_attacks_only_the
     monkeypatch.setattr(attacks, "pgd", fake_pgd)
     assert pgd_accuracy(Lookup(), x, y, eps=0.3, steps=1, restarts=3) == 50.0
     assert attacked == [[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [2, 3, 4, 5]]
+
+
+def test_autoattack_check_allows_two_points_or_one_image_on_few_images():
+    from course_lib.evaluation import judge_checklist
+
+    def passed(**change):
+        return judge_checklist({**HONEST, **change})[5].passed
+
+    assert passed(autoattack=79.0) and not passed(autoattack=78.9)  # 100 images: 2 points
+    few = dict(autoattack_size=16, pgd_autoattack_subset=81.25)  # one image is 6.25 points
+    assert passed(autoattack=75.0, **few) and not passed(autoattack=68.75, **few)
+    assert "optimistic by 12.5 points" in str(judge_checklist({**HONEST, "autoattack": 68.75, **few})[5])

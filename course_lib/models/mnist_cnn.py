@@ -61,6 +61,9 @@ def robust_metrics(model: nn.Module, splits, settings: dict) -> dict:
     device = next(model.parameters()).device
     x, y = (t.to(device) for t in splits.test.tensors)
     n, n_aa = min(settings["robust_eval_size"], len(x)), min(settings["autoattack_eval_size"], len(x))
+    if n_aa > n:
+        raise ValueError(f"autoattack_eval_size ({n_aa}) must not exceed robust_eval_size ({n}): PGD's "
+                         "number on AutoAttack's digits comes from the PGD run")
     generator = torch.Generator(device=device).manual_seed(0)
     standing = pgd_standing(model, x[:n], y[:n], 0.3, steps=50, step=0.01, restarts=10, generator=generator)
     digits = autoattack_digits(model, x[:n_aa], y[:n_aa], 0.3)

@@ -28,8 +28,9 @@ class MnistMLP(nn.Module):
         return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
 
 
-MLP = dict(epochs=5, batch_size=64, optimizer="Adam", lr=1e-3, robust_eval_size=200)
+MLP = dict(epochs=5, batch_size=64, optimizer="Adam", lr=1e-3, robust_eval_size=200,
+           autoattack_eval_size=100)
 register(Recipe(
     name="mnist_mlp", summary="MnistMLP, clean training (for the local-geometry chapter)",
     build=lambda settings: MnistMLP(), data=mnist_splits,
-    quick=MLP, full=dict(MLP, epochs=10, robust_eval_size=10000), evaluate=robust_metrics))
+    quick=MLP, full=dict(MLP, epochs=10, robust_eval_size=10000, autoattack_eval_size=1000), evaluate=robust_metrics))
