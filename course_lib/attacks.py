@@ -468,7 +468,9 @@ def square(model: nn.Module, x: torch.Tensor, y, eps: float, queries: int = AUTO
     gradients (rounding, randomness, saturation) does not hide from it. Stops for
     each image once it is misclassified, after at most ``queries`` queries. Same
     contract as ``autoattack`` (eps > 0, the model handed back as it came, torch's
-    RNG untouched; its random squares come from ``seed``).
+    RNG untouched; its random squares come from ``seed``). The square sizes shrink
+    on a schedule rescaled to ``queries`` (torchattacks's default, which suits the
+    checklist's 1,000 queries); AutoAttack's own Square keeps the unscaled one.
     """
     import torchattacks
 
