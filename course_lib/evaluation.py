@@ -143,7 +143,8 @@ def judge_checklist(measured: dict) -> list[Check]:
     The gradient-free check takes the stronger of SPSA and Square, and is
     inconclusive when it lowered the subset's accuracy by no more than one image:
     an attack that breaks nothing cannot vouch for PGD. The AutoAttack check fails
-    when PGD is more than 2 points above AutoAttack on the same images.
+    when PGD is more than 2 points above AutoAttack on the same images (one image's
+    worth on fewer than 50 images, where that is more).
     """
     steps, robust = measured["steps"], measured["pgd"]
     one_image = 100.0 / measured["subset_size"]
@@ -204,7 +205,7 @@ def robustness_checklist(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
        "autoattack_size": n}``, PGD's number being from the same images.
     A failed check says the robust accuracy is not to be trusted (too few steps,
     gradient masking, ...). Every random start comes from a generator seeded
-    with ``seed``. Returns the checks; ``print(*checks, sep="\n")`` shows them.
+    with ``seed``. Returns the checks; ``print(*checks, sep="\\n")`` shows them.
     """
     from . import attacks
 
