@@ -15,7 +15,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
     # digits AutoAttack runs on (the zoo's models store theirs: autoattack_eval_size in their recipes),
     # and the queries of the checklist's Square attack (at least 1,000 in quick; AutoAttack's 5,000 in full).
     "adversarial_training": {
-        "quick": dict(short_run_epochs=3, autoattack_digits=100, square_queries=1000),
+        "quick": dict(short_run_epochs=3, autoattack_digits=50, square_queries=1000),
         "full": dict(short_run_epochs=10, autoattack_digits=1000, square_queries=5000),
     },
     # Chapter 7: test digits measured in the denoiser's tables.
@@ -26,7 +26,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
     # Chapter 8: digits attacked per model and eps, PGD's steps (of 2.5 eps / steps each), the first
     # digits AutoAttack runs on, and the checklist's Square queries (AutoAttack's 5,000 in full).
     "adaptive_attacks": {
-        "quick": dict(digits=60, pgd_steps=20, autoattack_digits=60, square_queries=1000),
+        "quick": dict(digits=60, pgd_steps=20, autoattack_digits=30, square_queries=1000),
         "full": dict(digits=1000, pgd_steps=100, autoattack_digits=1000, square_queries=5000),
     },
     # Chapter 9 (the paper's values in full). Radii are L2 norms of the perturbation with

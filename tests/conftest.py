@@ -1,6 +1,12 @@
-"""Shared fixtures: small datasets made on the fly, and one quick-profile data home."""
+"""Shared fixtures: small datasets made on the fly, and one quick-profile data home.
+
+``make test`` runs the suite on two pytest-xdist workers: one executes the notebooks
+and builds the book (the tests of ``NOTEBOOK_MODULES``, which share that one run),
+the other takes every other module, whole, one after another.
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +14,49 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The modules whose tests read the executed notebooks, the built book, or the zoo models that the
+# notebooks build (test_zoo_targets): one group, so the notebooks run once, on one worker.
+NOTEBOOK_MODULES = {"test_book.py", "test_notebooks.py", "test_browser.py", "test_zoo_targets.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The notebook modules' tests first: they are the longest group, so they start first."""
+    items.sort(key=lambda item: Path(item.nodeid.split("::")[0]).name not in NOTEBOOK_MODULES)  # stable
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist hands out whole modules, the notebook modules as one group, in collection order.
+
+    Written here because xdist 3.8's ``--dist loadgroup`` groups nothing under
+    pytest 9 (it renames ``item._nodeid``, which pytest 9 no longer reads). Whole
+    modules also keep each module-scoped fixture to one worker.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return "notebooks" if Path(module).name in NOTEBOOK_MODULES else module
+
+    config.option.loadscopereorder = False  # keep the order above: notebooks first
+    return ModuleGroups(config, log)
+
+
+def pytest_configure(config):
+    """On an xdist worker, torch in the test process gets its share of the cores.
+
+    Two workers with torch's default of one thread per core would run four threads
+    on two cores. The notebooks' kernels are other processes and keep the default,
+    so the zoo models they build are the ones a user's ``make book`` builds.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if os.environ.get("PYTEST_XDIST_WORKER") and workers > 1:
+        import torch
+
+        from course_lib.runner import usable_cpus
+
+        torch.set_num_threads(max(1, usable_cpus() // workers))
 
 
 def write_images(folder: Path, n: int, colour: int, size=(256, 256), mode="RGB") -> None:

@@ -60,7 +60,7 @@ def test_the_undefended_cnn_falls_to_at_most_one_percent(digits):
 
 def test_autoattack_is_never_weaker_than_pgd_on_the_same_images(digits):
     model, x, y = digits
-    x, y = x[:30], y[:30]  # the images PGD leaves standing go through all four attacks: keep them few
+    x, y = x[:16], y[:16]  # the images PGD leaves standing go through all four attacks: keep them few
     stages = {}
     generator = torch.Generator().manual_seed(0)
     pgd = pgd_accuracy(model, x, y, 0.1, steps=40, step=0.01, generator=generator)
@@ -72,7 +72,7 @@ def test_autoattack_is_never_weaker_than_pgd_on_the_same_images(digits):
 
 def test_masked_gradients_hide_from_pgd_but_not_from_square_and_autoattack(digits):
     model, x, y = digits
-    x, y = x[:40], y[:40]  # every attack of AutoAttack runs on what PGD cannot break: keep it small
+    x, y = x[:24], y[:24]  # every attack of AutoAttack runs on what PGD cannot break: keep it small
     masked = GreyLevels(model)
     clean = accuracy(masked, x, y)
     generator = torch.Generator().manual_seed(0)

@@ -12,7 +12,7 @@ def test_robust_zoo_models_reach_their_targets(zoo_home, name, robust_target):
     built = build(name, "quick", zoo_home, device="cpu")
     assert built.metrics["test_acc"] >= 95.0, built.metrics
     assert built.metrics["pgd50x10_eps0.3_acc"] >= robust_target, built.metrics
-    assert built.metrics["robust_eval_size"] == 500
+    assert built.metrics["robust_eval_size"] == 200
 
 
 def test_the_undefended_baseline_falls_under_attack(mnist_baseline, zoo_home):

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..data.mnist import mnist_splits
 from ..train.recipes import Recipe, register
-from .mnist_cnn import MNIST_MEAN, MNIST_STD, robust_metrics
+from .mnist_cnn import MNIST_MEAN, MNIST_STD, QUICK_EVAL, robust_metrics
 
 
 class MnistMLP(nn.Module):
@@ -28,8 +28,7 @@ class MnistMLP(nn.Module):
         return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
 
 
-MLP = dict(epochs=5, batch_size=64, optimizer="Adam", lr=1e-3, robust_eval_size=200,
-           autoattack_eval_size=100)
+MLP = dict(epochs=5, batch_size=64, optimizer="Adam", lr=1e-3, **QUICK_EVAL)
 register(Recipe(
     name="mnist_mlp", summary="MnistMLP, clean training (for the local-geometry chapter)",
     build=lambda settings: MnistMLP(), data=mnist_splits,
