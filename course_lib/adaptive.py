@@ -8,6 +8,12 @@ attack accounts for the defence: BPDA through a non-differentiable layer
 (``attack_view``), the expectation over the randomness (``eot_samples``), or
 end-to-end gradients through a denoiser. The reported adaptive accuracy is the
 per-example worst case over all three attacks, as a careful evaluation reports it.
+
+A randomised defence answers differently at every call, so one call per example
+mixes the attack's effect with the defence's own noise. With ``draws`` > 1 each
+attack's examples are scored ``draws`` times: an example's score is the share of
+draws that classify it correctly, a column's number is the expected accuracy
+over draws, and the spread of the per-draw accuracies is reported beside it.
 """
 from __future__ import annotations
 
@@ -17,13 +23,14 @@ from torch import nn
 from .attacks import pgd, predict
 
 
-def _correct(model: nn.Module, adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return predict(model, adv) == y
+def _draw_correct(model: nn.Module, adv: torch.Tensor, y: torch.Tensor, draws: int) -> torch.Tensor:
+    """(draws, N) bool: whether each of ``draws`` calls of the model classifies each example correctly."""
+    return torch.stack([predict(model, adv) == y for _ in range(draws)])
 
 
 def adaptive_evaluation(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, source: nn.Module,
                         attack_view: nn.Module | None = None, eot_samples: int = 1, steps: int = 40,
-                        seed: int = 0) -> dict[str, float]:
+                        seed: int = 0, draws: int = 1) -> dict[str, float]:
     """Accuracy in % of ``defended`` under the oblivious, the naive white-box and the adaptive attack.
 
     Args:
@@ -35,20 +42,33 @@ def adaptive_evaluation(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, e
             None attacks ``defended`` itself.
         eot_samples: forward passes averaged per step by the adaptive attack (randomised defences).
         seed: every attack's random start comes from a generator seeded with it.
+        draws: calls of ``defended`` that score each attack's examples (and the clean
+            images); 1 for a deterministic defence, at least 10 for a randomised one.
 
-    Returns ``{"clean", "oblivious", "white-box", "adaptive"}``; "adaptive" counts an
-    example as robust only if it survives all three attacks.
+    Returns ``{"clean", "oblivious", "white-box", "adaptive"}``, each the expected
+    accuracy over the draws, and the same keys with " sd": the standard deviation of
+    the per-draw accuracies (0 for one draw). "adaptive" scores each example by its
+    worst attack (the one whose examples the defence gets right in the fewest draws),
+    so a deterministic defence's example counts only if it survives all three attacks.
     """
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
     step = 2.5 * eps / steps
 
     def attack(model: nn.Module, eot: int = 1) -> torch.Tensor:
         generator = torch.Generator(device=x.device).manual_seed(seed)
         return pgd(model, x, y, eps, step, steps, generator=generator, eot_samples=eot)
 
-    clean = _correct(defended, x, y)
-    transfer = _correct(defended, attack(source), y)
-    white_box = _correct(defended, attack(defended), y)
-    adaptive = _correct(defended, attack(attack_view or defended, eot_samples), y)
-    share = lambda mask: 100.0 * mask.float().mean().item()  # noqa: E731
-    return {"clean": share(clean), "oblivious": share(transfer), "white-box": share(white_box),
-            "adaptive": share(transfer & white_box & adaptive)}
+    scored = {"clean": _draw_correct(defended, x, y, draws),
+              "oblivious": _draw_correct(defended, attack(source), y, draws),
+              "white-box": _draw_correct(defended, attack(defended), y, draws)}
+    adaptive = _draw_correct(defended, attack(attack_view or defended, eot_samples), y, draws)
+    attacks = torch.stack([scored["oblivious"], scored["white-box"], adaptive])  # (3, draws, N)
+    worst = attacks.float().mean(1).argmin(0)  # (N,) each example's worst attack
+    scored["adaptive"] = attacks[worst, :, torch.arange(len(y), device=worst.device)].T  # (draws, N)
+    result = {}
+    for name, correct in scored.items():
+        per_draw = 100.0 * correct.float().mean(1)  # (draws,)
+        result[name] = per_draw.mean().item()
+        result[f"{name} sd"] = per_draw.std(unbiased=False).item()
+    return result

@@ -2,7 +2,7 @@
 
 ``make test`` runs the suite on two pytest-xdist workers: one executes the notebooks
 and builds the book (the tests of ``NOTEBOOK_MODULES``, which share that one run),
-the other takes every other module, whole, one after another.
+the other takes every other module, whole, one after another, at a lower priority.
 """
 from __future__ import annotations
 
@@ -25,8 +25,11 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: Path(item.nodeid.split("::")[0]).name not in NOTEBOOK_MODULES)  # stable
 
 
+NOTEBOOK_WORKER = "gw0"  # the xdist worker that runs the notebook group, at normal priority
+
+
 def pytest_xdist_make_scheduler(config, log):
-    """xdist hands out whole modules, the notebook modules as one group, in collection order.
+    """xdist hands out whole modules, the notebook modules as one group that goes to ``NOTEBOOK_WORKER``.
 
     Written here because xdist 3.8's ``--dist loadgroup`` groups nothing under
     pytest 9 (it renames ``item._nodeid``, which pytest 9 no longer reads). Whole
@@ -39,32 +42,35 @@ def pytest_xdist_make_scheduler(config, log):
             module = nodeid.split("::")[0]
             return "notebooks" if Path(module).name in NOTEBOOK_MODULES else module
 
+        def _assign_work_unit(self, node) -> None:
+            # the notebook group to its worker; other workers never take it
+            if node.gateway.id == NOTEBOOK_WORKER and "notebooks" in self.workqueue:
+                self.workqueue.move_to_end("notebooks", last=False)
+            elif next(iter(self.workqueue)) == "notebooks":
+                if len(self.workqueue) == 1:
+                    return  # only the notebook group is left: it waits for its worker
+                self.workqueue.move_to_end("notebooks")
+            super()._assign_work_unit(node)
+
     config.option.loadscopereorder = False  # keep the order above: notebooks first
     return ModuleGroups(config, log)
 
 
 def pytest_configure(config):
-    """On an xdist worker, torch in the test process gets its share of the cores.
+    """On xdist workers other than ``NOTEBOOK_WORKER``: the lowest CPU priority, and one torch thread.
 
-    Two workers with torch's default of one thread per core would run four threads
-    on two cores. The notebooks' kernels are other processes and keep the default,
-    so the zoo models they build are the ones a user's ``make book`` builds.
+    The notebooks are the longest chain of the run, and their kernels train the
+    zoo with torch's default threads (the models a user's ``make book`` builds).
+    Run beside them at equal priority, the other tests (three benchmark scripts at
+    once, graded notebooks) slowed the first chapters four times over; at nice 19
+    they take the cycles the notebooks leave. Their subprocesses inherit it.
     """
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    if os.environ.get("PYTEST_XDIST_WORKER") and workers > 1:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and worker != NOTEBOOK_WORKER:
         import torch
 
-        from course_lib.runner import usable_cpus
-
-        torch.set_num_threads(max(1, usable_cpus() // workers))
-
-
-def write_images(folder: Path, n: int, colour: int, size=(256, 256), mode="RGB") -> None:
-    """Write ``n`` flat PNG images of one grey level into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
-        Image.fromarray(np.full(shape, colour, np.uint8), mode).save(folder / f"{i:03d}.png")
+        os.nice(19)
+        torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -212,3 +212,70 @@ def test_adaptive_evaluation_sees_through_bit_depth_where_the_naive_attack_canno
     assert result["white-box"] == 100.0  # zero gradients: PGD never moves
     assert result["adaptive"] < 50.0  # BPDA's gradient finds the flips
     assert result["adaptive"] <= min(result["oblivious"], result["white-box"])
+
+
+class ScheduledDefence(nn.Module):
+    """A 'randomised' defence whose draws are known: right on example i at scored call k iff schedule[k % K][i].
+
+    It ignores its input (logits carry 0 * x, so PGD runs but moves nothing) and
+    counts only the calls made without gradients: the scoring calls.
+    """
+
+    def __init__(self, schedule: list[list[bool]]):
+        super().__init__()
+        self.schedule = torch.tensor(schedule)
+        self.calls = 0
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        right = self.schedule[self.calls % len(self.schedule)]
+        if not torch.is_grad_enabled():
+            self.calls += 1
+        logits = torch.stack([right.float(), (~right).float()], dim=1)  # label 0 is right
+        return logits + 0.0 * x.flatten(1).sum(1, keepdim=True) + self.dummy
+
+
+def test_a_randomised_defence_is_scored_by_its_expected_accuracy_over_draws():
+    from course_lib.adaptive import adaptive_evaluation
+
+    # four draws: example 0 always right, example 1 in two draws of four, example 2 never
+    schedule = [[True, True, False], [True, True, False], [True, False, False], [True, False, False]]
+    x, y = torch.rand(3, 1, 2, 2), torch.zeros(3, dtype=torch.long)
+    source = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))  # the undefended model the transfer attack uses
+    result = adaptive_evaluation(ScheduledDefence(schedule), x, y, eps=0.1, source=source,
+                                 steps=3, draws=4)
+    expected = 100.0 * (1.0 + 0.5 + 0.0) / 3  # by hand: the mean of each example's share of right draws
+    for column in ("clean", "oblivious", "white-box", "adaptive"):
+        assert result[column] == pytest.approx(expected), (column, result)
+        # per-draw accuracies 2/3, 2/3, 1/3, 1/3: their standard deviation is 1/6
+        assert result[f"{column} sd"] == pytest.approx(100.0 / 6), (column, result)
+    one_draw = adaptive_evaluation(ScheduledDefence(schedule), x, y, eps=0.1, source=source, steps=3)
+    assert one_draw["clean sd"] == 0.0 and one_draw["clean"] == pytest.approx(200.0 / 3)  # draw 0 alone
+    with pytest.raises(ValueError, match="draws"):
+        adaptive_evaluation(ScheduledDefence(schedule), x, y, eps=0.1, source=source, steps=3, draws=0)
+
+
+def test_the_adaptive_column_counts_an_example_only_if_it_survives_every_attack(monkeypatch):
+    """Each attack breaks a different example: every column keeps two of three, the adaptive one none."""
+    import course_lib.adaptive as adaptive
+
+    source, view = nn.Flatten(), nn.Identity()
+
+    class Defence(nn.Module):  # example i falls when the image carries mark i + 1
+        def forward(self, x):
+            mark = x.flatten(1)[:, 0].round().long()
+            wrong = mark == torch.arange(len(x)) + 1
+            return torch.stack([(~wrong).float(), wrong.float()], dim=1)
+
+    defended = Defence()
+    marks = {id(source): 1.0, id(defended): 2.0, id(view): 3.0}  # oblivious, white-box, adaptive
+
+    def fake_pgd(model, x, y, eps, step, steps, generator=None, eot_samples=1):
+        return torch.full_like(x, marks[id(model)])
+
+    monkeypatch.setattr(adaptive, "pgd", fake_pgd)
+    x, y = torch.zeros(3, 1, 2, 2), torch.zeros(3, dtype=torch.long)
+    result = adaptive.adaptive_evaluation(defended, x, y, eps=0.1, source=source, attack_view=view, steps=2)
+    assert result["clean"] == 100.0
+    assert result["oblivious"] == result["white-box"] == pytest.approx(200.0 / 3)
+    assert result["adaptive"] == 0.0, result

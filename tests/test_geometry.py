@@ -146,6 +146,26 @@ def test_mantel_of_a_nonlinear_layer_lies_between():
     assert (result.rho[..., 2] < 0.999).all()   # the ReLU network does not
 
 
+def test_mantel_rho_is_pearsons_r_of_squared_distances_at_the_penultimate_layer():
+    """The paper's statistic, by hand: Pearson's r of squared distances (d d^T), at the layer before the classifier."""
+    from scipy.stats import pearsonr
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(36, 16), nn.ReLU(), nn.Linear(16, 4))
+    x = torch.rand(1, 1, 6, 6)
+    result = topology(net, x, [0.8], ["2"], copies=12, permutations=9, seed=3)  # "2": the penultimate ReLU
+    points = x[0] + sphere_perturbations(x[0].shape, 0.8, 12, sample_generator(3, 0))
+    with torch.no_grad():
+        features = net[:3](points)
+    upper = np.triu_indices(12, k=1)
+    d_in = (torch.cdist(points.flatten(1).double(), points.flatten(1).double()) ** 2).numpy()[upper]
+    d_out = (torch.cdist(features.double(), features.double()) ** 2).numpy()[upper]
+    assert result.rho[0, 0, 0] == pytest.approx(pearsonr(d_in, d_out)[0], abs=1e-9)
+    plain = topology(net, x, [0.8], ["2"], copies=12, permutations=9, seed=3, squared=False)
+    assert plain.rho[0, 0, 0] == pytest.approx(pearsonr(np.sqrt(d_in), np.sqrt(d_out))[0], abs=1e-9)
+    assert abs(plain.rho[0, 0, 0] - result.rho[0, 0, 0]) > 1e-4  # the two statistics differ here
+
+
 def test_layer_outputs_reads_hooks_and_names_unknown_layers():
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU())
     x = torch.randn(2, 1, 2, 2)

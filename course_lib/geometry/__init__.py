@@ -12,8 +12,10 @@ correctly classified sample, each taking the model first, then the samples:
 Every measure is seeded per sample (``perturbations.sample_generator``), so the
 same samples and seed give the same perturbations for every model, and each
 makes one forward pass per sample and radius. Radii are L2 norms in pixel
-units (images in [0, 1]); the perturbed copies are not clipped to [0, 1], as in
-the paper: the measures describe the function around x, not valid images.
+units (images in [0, 1]); the perturbed copies are not clipped to [0, 1] (the
+kit's choice, which the paper does not discuss): the measures describe the
+function around x, not valid images. The paper studied ImageNet and GTSRB
+ConvNets; the kit's chapter applies the measures to MNIST models in both profiles.
 """
 from .lipschitz import LipschitzResult, MinMax, fit_minmax, local_lipschitz
 from .perturbations import permuted_perturbations, sample_generator, sphere_perturbations

@@ -4,7 +4,9 @@ A layer preserves the local topology when the distance matrix of its outputs
 for N perturbed copies of x is a linear function of the distance matrix of the
 copies themselves (the paper's section 2.3). The Mantel test measures that: the
 Pearson correlation rho of the two matrices' off-diagonal entries, with a
-permutation p-value. scikit-bio's ``mantel`` does the test.
+permutation p-value. scikit-bio's ``mantel`` does the test. As in the paper, a
+"distance" is the squared Euclidean distance d d^T, and the layer it claims
+|rho| < 0.1 for is Phi_L, the layer before the classifier.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class TopologyResult:
     Attributes:
         radii: (R,) L2 norms of the perturbations (pixel units).
         layers: the L layer names.
-        rho: (N, R, L) Pearson correlation of the input and layer distance matrices.
+        rho: (N, R, L) Pearson correlation of the input and layer (squared) distance matrices.
         p: (N, R, L) the permutation test's two-sided p-value.
     """
 
@@ -59,16 +61,18 @@ def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> d
     return {name: captured[name].detach().flatten(1).float().cpu() for name in layers}
 
 
-def _distances(points: torch.Tensor) -> DistanceMatrix:
-    """(N, D) points -> scikit-bio DistanceMatrix of their Euclidean distances (float64, exactly symmetric)."""
+def _distances(points: torch.Tensor, squared: bool = True) -> DistanceMatrix:
+    """(N, D) points -> scikit-bio DistanceMatrix of their (squared) Euclidean distances (float64, symmetric)."""
     d = torch.cdist(points.double(), points.double()).numpy()
+    if squared:
+        d = d ** 2
     d = (d + d.T) / 2
     np.fill_diagonal(d, 0.0)
     return DistanceMatrix(d)
 
 
 def topology(model: nn.Module, x: torch.Tensor, radii: Sequence[float], layers: Sequence[str],
-             copies: int = 30, permutations: int = 999, seed: int = 0) -> TopologyResult:
+             copies: int = 30, permutations: int = 999, seed: int = 0, squared: bool = True) -> TopologyResult:
     """Mantel rho and p between the distances of ``copies`` perturbed copies of each sample and of their layer outputs.
 
     Args:
@@ -79,6 +83,7 @@ def topology(model: nn.Module, x: torch.Tensor, radii: Sequence[float], layers: 
         copies: N, the number of perturbed copies (the distance matrices are N x N).
         permutations: permutations of the Mantel test (its p-value's resolution is 1 / (permutations + 1)).
         seed: sample i's copies come from ``sample_generator(seed, i)``; the test's permutations from ``seed``.
+        squared: compare squared Euclidean distances (the paper's d d^T); False for plain distances.
     """
     radii = _check_radii(radii, copies)
     if copies < 3:
@@ -92,8 +97,8 @@ def topology(model: nn.Module, x: torch.Tensor, radii: Sequence[float], layers: 
         for j, radius in enumerate(radii.tolist()):
             points = image.cpu() + sphere_perturbations(image.shape, radius, copies, generator)
             outputs = layer_outputs(model, points.to(device), layers)  # one pass per radius
-            inputs = _distances(points.flatten(1))
+            inputs = _distances(points.flatten(1), squared)
             for k, name in enumerate(layers):
-                rho[i, j, k], p[i, j, k], _ = mantel(inputs, _distances(outputs[name]), method="pearson",
+                rho[i, j, k], p[i, j, k], _ = mantel(inputs, _distances(outputs[name], squared), method="pearson",
                                                      permutations=permutations, seed=seed)
     return TopologyResult(radii, layers, rho, p)

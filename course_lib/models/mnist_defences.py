@@ -1,8 +1,8 @@
 """Zoo recipes of the inference-time defences (Defendr part 2, chapters 7-8), all around the MNIST CNN.
 
 - ``mnist_dunet`` (and ``_pixel``, ``_logit``, ``_label``): HGD's denoiser trained
-  in front of the fixed baseline, one recipe per guided loss (feature-guided is
-  the default, as in HGD's best model); the zoo model is the denoiser and the
+  in front of the fixed baseline, one recipe per guided loss (feature-guided, at
+  the last convolution's output, is the default, as in HGD's best model); the zoo model is the denoiser and the
   classifier together, one module from pixels to logits.
 - ``mnist_dunet_fgsm_012``, ``_fgsm_030``, ``_pgd_012``, ``_pgd_030``: the
   feature-guided denoiser trained on one attack at one eps only (Defendr's Table 4).
@@ -31,7 +31,9 @@ from ..train.objectives import FeatureGuided, LabelGuided, LogitGuided, PixelGui
 from ..train.recipes import Plan, Recipe, register
 from .mnist_cnn import MnistCNN
 
-GUIDES = {"feature": FeatureGuided("fc1"), "pixel": PixelGuided(), "logit": LogitGuided(),
+# HGD's feature-guided loss compares the topmost convolutional layer's output (its l = -2): here
+# conv2, the baseline's last convolution (before its ReLU and pooling).
+GUIDES = {"feature": FeatureGuided("conv2"), "pixel": PixelGuided(), "logit": LogitGuided(),
           "label": LabelGuided()}
 
 # quick: a narrow, one-block-per-stage U-Net; full: HGD's widths and depths.

@@ -46,9 +46,12 @@ class PixelGuided(Objective):
 
 @dataclass(frozen=True)
 class FeatureGuided(Objective):
-    """L1 between the classifier's ``layer`` output for the denoised adversarial image and for the clean one."""
+    """L1 between the classifier's ``layer`` output for the denoised adversarial image and for the clean one.
 
-    layer: str = "fc1"
+    HGD's FGD takes the topmost convolutional layer (``"conv2"`` for ``MnistCNN``).
+    """
+
+    layer: str
 
     def __call__(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
         adv, clean = _pairs(batch)
