@@ -73,6 +73,14 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+def write_images(folder: Path, n: int, colour: int, size=(256, 256), mode="RGB") -> None:
+    """Write ``n`` flat PNG images of one grey level into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+        Image.fromarray(np.full(shape, colour, np.uint8), mode).save(folder / f"{i:03d}.png")
+
+
 @pytest.fixture
 def small_split(tmp_path) -> Path:
     """A split folder with 3 dark real images and 2 bright fake images."""
