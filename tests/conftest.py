@@ -57,19 +57,24 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_configure(config):
-    """On xdist workers other than ``NOTEBOOK_WORKER``: the lowest CPU priority, and one torch thread.
+    """On xdist workers other than ``NOTEBOOK_WORKER``: the idle CPU class, and one torch thread.
 
     The notebooks are the longest chain of the run, and their kernels train the
     zoo with torch's default threads (the models a user's ``make book`` builds).
     Run beside them at equal priority, the other tests (three benchmark scripts at
-    once, graded notebooks) slowed the first chapters four times over; at nice 19
-    they take the cycles the notebooks leave. Their subprocesses inherit it.
+    once, graded notebooks) slowed the first chapters four times over, and still
+    about four times at nice 19: a preempted OpenMP thread stalls its partner. Under
+    SCHED_IDLE they run only on a core the notebooks leave free, and a waking
+    notebook thread preempts them at once. Their subprocesses inherit it.
     """
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker and worker != NOTEBOOK_WORKER:
         import torch
 
-        os.nice(19)
+        if hasattr(os, "SCHED_IDLE"):  # Linux
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        else:
+            os.nice(19)
         torch.set_num_threads(1)
 
 
