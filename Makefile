@@ -48,12 +48,8 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 	  echo "note: Chromium is not installed and cannot be installed here; the browser test will skip"
 
-# Two pytest-xdist workers: one runs the notebooks and builds the book, the other every
-# other test module beside it (tests/conftest.py groups them).
-TEST_WORKERS ?= 2
-
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest
 
 clean:
 	rm -rf _build

@@ -1,12 +1,12 @@
 """Shared fixtures: small datasets made on the fly, and one quick-profile data home.
 
-``make test`` runs the suite on two pytest-xdist workers: one executes the notebooks
-and builds the book (the tests of ``NOTEBOOK_MODULES``, which share that one run),
-the other takes every other module, whole, one after another, at a lower priority.
+The suite runs in one process, one test after the other. Two pytest-xdist workers
+(the notebooks on one, every other module beside them on the other, at nice 19 or
+in the idle CPU class) took as long on 2 cores: the chapters beside the other
+tests ran 2-4 times slower (chapter 2 in 143-239 s against 60 s alone).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,68 +14,6 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
-
-# The modules whose tests read the executed notebooks, the built book, or the zoo models that the
-# notebooks build (test_zoo_targets): one group, so the notebooks run once, on one worker.
-NOTEBOOK_MODULES = {"test_book.py", "test_notebooks.py", "test_browser.py", "test_zoo_targets.py"}
-
-
-def pytest_collection_modifyitems(config, items):
-    """The notebook modules' tests first: they are the longest group, so they start first."""
-    items.sort(key=lambda item: Path(item.nodeid.split("::")[0]).name not in NOTEBOOK_MODULES)  # stable
-
-
-NOTEBOOK_WORKER = "gw0"  # the xdist worker that runs the notebook group, at normal priority
-
-
-def pytest_xdist_make_scheduler(config, log):
-    """xdist hands out whole modules, the notebook modules as one group that goes to ``NOTEBOOK_WORKER``.
-
-    Written here because xdist 3.8's ``--dist loadgroup`` groups nothing under
-    pytest 9 (it renames ``item._nodeid``, which pytest 9 no longer reads). Whole
-    modules also keep each module-scoped fixture to one worker.
-    """
-    from xdist.scheduler import LoadScopeScheduling
-
-    class ModuleGroups(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::")[0]
-            return "notebooks" if Path(module).name in NOTEBOOK_MODULES else module
-
-        def _assign_work_unit(self, node) -> None:
-            # the notebook group to its worker; other workers never take it
-            if node.gateway.id == NOTEBOOK_WORKER and "notebooks" in self.workqueue:
-                self.workqueue.move_to_end("notebooks", last=False)
-            elif next(iter(self.workqueue)) == "notebooks":
-                if len(self.workqueue) == 1:
-                    return  # only the notebook group is left: it waits for its worker
-                self.workqueue.move_to_end("notebooks")
-            super()._assign_work_unit(node)
-
-    config.option.loadscopereorder = False  # keep the order above: notebooks first
-    return ModuleGroups(config, log)
-
-
-def pytest_configure(config):
-    """On xdist workers other than ``NOTEBOOK_WORKER``: the idle CPU class, and one torch thread.
-
-    The notebooks are the longest chain of the run, and their kernels train the
-    zoo with torch's default threads (the models a user's ``make book`` builds).
-    Run beside them at equal priority, the other tests (three benchmark scripts at
-    once, graded notebooks) slowed the first chapters four times over, and still
-    about four times at nice 19: a preempted OpenMP thread stalls its partner. Under
-    SCHED_IDLE they run only on a core the notebooks leave free, and a waking
-    notebook thread preempts them at once. Their subprocesses inherit it.
-    """
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker and worker != NOTEBOOK_WORKER:
-        import torch
-
-        if hasattr(os, "SCHED_IDLE"):  # Linux
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        else:
-            os.nice(19)
-        torch.set_num_threads(1)
 
 
 def write_images(folder: Path, n: int, colour: int, size=(256, 256), mode="RGB") -> None:
