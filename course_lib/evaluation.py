@@ -173,12 +173,13 @@ def judge_checklist(measured: dict) -> list[Check]:
     if measured.get("autoattack") is not None:
         gap = measured["pgd_autoattack_subset"] - measured["autoattack"]
         # 2 points, or one image's worth on fewer than 50 images (where one image is more than 2 points)
-        allowed = max(2.0, 100.0 / measured["autoattack_size"])
+        # (+ 1e-3: accuracies are means of float32 verdicts; 2 of 50 images read 2.0000014 points)
+        allowed = max(2.0, 100.0 / measured["autoattack_size"]) + 1e-3
         checks.append(Check(
-            "PGD within 2 points of AutoAttack", gap <= allowed + 1e-9,
+            "PGD within 2 points of AutoAttack", gap <= allowed,
             f"PGD {measured['pgd_autoattack_subset']:.1f}% vs AutoAttack {measured['autoattack']:.1f}% on "
             f"{measured['autoattack_size']} images"
-            + (f"; PGD's numbers are optimistic by {gap:.1f} points" if gap > allowed + 1e-9 else "")))
+            + (f"; PGD's numbers are optimistic by {gap:.1f} points" if gap > allowed else "")))
     return checks
 
 

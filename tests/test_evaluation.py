@@ -306,6 +306,8 @@ def test_autoattack_check_allows_two_points_or_one_image_on_few_images():
         return judge_checklist({**HONEST, **change})[5].passed
 
     assert passed(autoattack=79.0) and not passed(autoattack=78.9)  # 100 images: 2 points
+    # one image of 50 is 2 points, as float32 accuracies read it (chapter 6 failed mnist_pgd on this)
+    assert passed(autoattack=90.0, autoattack_size=50, pgd_autoattack_subset=92.00000143051147)
     few = dict(autoattack_size=16, pgd_autoattack_subset=81.25)  # one image is 6.25 points
     assert passed(autoattack=75.0, **few) and not passed(autoattack=68.75, **few)
     assert "optimistic by 12.5 points" in str(judge_checklist({**HONEST, "autoattack": 68.75, **few})[5])
