@@ -255,6 +255,50 @@ def test_a_randomised_defence_is_scored_by_its_expected_accuracy_over_draws():
         adaptive_evaluation(ScheduledDefence(schedule), x, y, eps=0.1, source=source, steps=3, draws=0)
 
 
+def test_the_single_call_rule_is_read_from_the_first_draw_of_each_attack(monkeypatch):
+    """The four scored columns get known draws; their first draws give the single-call rule."""
+    import course_lib.adaptive as adaptive
+
+    T, F = True, False
+    first_draws = [[T, T, T], [F, T, T], [T, T, F], [T, F, T]]  # clean, oblivious, white-box, adaptive
+    scored = iter(torch.tensor([first, [T, T, T]]) for first in first_draws)  # (draws=2, N=3) each
+    monkeypatch.setattr(adaptive, "_draw_correct", lambda model, adv, y, draws: next(scored))
+    x, y = torch.rand(3, 1, 2, 2), torch.zeros(3, dtype=torch.long)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    result = adaptive.adaptive_evaluation(model, x, y, eps=0.1, source=model, steps=3, draws=2)
+    assert result["clean one call"] == 100.0
+    assert result["oblivious one call"] == result["white-box one call"] == pytest.approx(200.0 / 3)
+    # each attack's first call misses a different example: none survives all three
+    assert result["adaptive one call"] == 0.0, result
+    assert result["adaptive"] == pytest.approx(50.0)  # each example's worst attack: right in 1 of 2 draws
+    monkeypatch.undo()
+    single = adaptive.adaptive_evaluation(model, x, y, eps=0.1, source=model, steps=3)
+    assert not any(key.endswith("one call") for key in single)  # one draw: the columns are that rule
+
+
+def test_shared_transfer_examples_and_no_second_identical_attack(monkeypatch):
+    """The results do not change; PGD runs only for what differs: 3 runs -> 2 -> 1."""
+    import course_lib.adaptive as adaptive
+
+    torch.manual_seed(0)
+    source, defended = (nn.Sequential(nn.Flatten(), nn.Linear(4, 3)) for _ in range(2))
+    x, y = torch.rand(8, 1, 2, 2), torch.randint(0, 3, (8,))
+    real_pgd, calls = adaptive.pgd, []
+    monkeypatch.setattr(adaptive, "pgd", lambda model, *a, **k: calls.append(model) or real_pgd(model, *a, **k))
+    view = nn.Sequential(nn.Identity(), defended)  # an explicit view: the adaptive attack runs
+    with_view = adaptive.adaptive_evaluation(defended, x, y, 0.2, source=source, attack_view=view, steps=3)
+    assert len(calls) == 3
+    calls.clear()
+    plain = adaptive.adaptive_evaluation(defended, x, y, 0.2, source=source, steps=3)
+    assert len(calls) == 2 and plain == with_view  # the view computes what the model does
+    transfer = adaptive.transfer_examples(source, x, y, 0.2, steps=3)
+    calls.clear()
+    shared = adaptive.adaptive_evaluation(defended, x, y, 0.2, source=source, steps=3, transfer=transfer)
+    assert calls == [defended] and shared == plain
+    with pytest.raises(ValueError, match="one example per image"):
+        adaptive.adaptive_evaluation(defended, x, y, 0.2, source=source, steps=3, transfer=transfer[:4])
+
+
 def test_the_adaptive_column_counts_an_example_only_if_it_survives_every_attack(monkeypatch):
     """Each attack breaks a different example: every column keeps two of three, the adaptive one none."""
     import course_lib.adaptive as adaptive
