@@ -174,10 +174,13 @@ def test_load_detector_round_trip_and_errors(tmp_path):
         load_detector("SimpleNet", tmp_path / "junk.pt")
 
 
-def test_course_models_list_and_build(tiny_recipe, tiny_faces_home, capsys):
+def test_course_models_list_and_build(tiny_recipe, tiny_faces_home, quick_data_home, capsys):
+    """On the session's data home, whose scenes the chapters have drawn (a fresh folder spent
+    30 s drawing the scenes that the fusion and saliency models' keys name); the faces are the
+    tiny ones, so simplenet_fakes gets a key of its own there."""
     from course_lib.cli import main
 
-    home = str(tiny_faces_home)
+    home = str(quick_data_home)
     assert main(["models", "list", "--data-home", home]) == 0
     listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")}
     assert "not built" in listed["simplenet_fakes"] and set(zoo.zoo_names()) <= set(listed)

@@ -206,6 +206,27 @@ def test_cache_is_written_once_and_read_back(tmp_path, monkeypatch):
         load_scenes(30, seed=2, context=0.5, classes=class_set("similar"), size=32, data_home=tmp_path)
 
 
+def test_a_cached_draw_is_read_once_but_every_caller_gets_its_own_tensors(tmp_path, monkeypatch):
+    kwargs = dict(seed=1, context=0.5, classes=class_set("similar"), size=32, data_home=tmp_path)
+    first = load_scenes(12, **kwargs)
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    second, third = load_scenes(12, **kwargs), load_scenes(12, **kwargs)
+    assert len(reads) <= 1  # the second call reads the file, the third the process's copy
+    second["images"].zero_()
+    second["masks"].fill_(True)
+    second["boxes"][0].fill_(-1)
+    for key in ("images", "masks"):  # writing in place into one caller's data changes no other's
+        assert torch.equal(third[key], first[key])
+    assert torch.equal(third["boxes"][0], first["boxes"][0])
+    path = next((tmp_path / "scenes").glob("*.pt"))
+    stored = real_load(path, weights_only=True)
+    stored["labels"] = stored["labels"].flip(0)
+    torch.save(stored, path)  # a rewritten file (new size or time) is read again
+    assert torch.equal(load_scenes(12, **kwargs)["labels"], first["labels"].flip(0))
+
+
 def test_dataset_items_are_dicts_with_padded_boxes(draw64):
     dataset = ScenesDataset(draw64, class_set("similar", "sports"))  # global labels 9-11, set labels 0-2
     keep = [i for i, c in enumerate(draw64["labels"].tolist()) if CLASSES[c] in dataset.classes]

@@ -20,6 +20,8 @@ COCO source lives in ``data/coco.py``. Draws are cached under ``DATA_HOME/scenes
 """
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import math
@@ -617,6 +619,23 @@ class SceneOnlyDataset(Dataset):
 
 # ---- cached draws and the zoo's data sources ----
 
+@functools.lru_cache(maxsize=32)
+def _read_cached(path: str, mtime_ns: int, size: int) -> dict:
+    """One cached draw as stored (8-bit images), read once per process and file version.
+
+    A zoo key needs the data of every model (``course models list`` reads the same
+    splits dozens of times, chapter 10 a dozen): unpickling each file again took
+    most of that time. ``mtime_ns`` and ``size`` make a rewritten file a new entry.
+    """
+    try:
+        stored = torch.load(path, weights_only=True)
+    except Exception as err:  # a file cut short or written by another torch: say which, don't guess
+        raise RuntimeError(f"the cached scenes {path} cannot be read ({err}); delete the file and they "
+                           "are drawn again") from err
+    stored.pop("parameters")
+    return stored
+
+
 def _cached(parameters: dict, draw, data_home) -> dict:
     """``draw()``, or what an earlier call with the same ``parameters`` saved under ``DATA_HOME/scenes``."""
     from ..config import data_home as resolve_home
@@ -625,13 +644,11 @@ def _cached(parameters: dict, draw, data_home) -> dict:
     blob = json.dumps({**parameters, "generator_version": GENERATOR_VERSION}, sort_keys=True)
     path = resolve_home(data_home) / "scenes" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.pt"
     if path.is_file():
-        try:
-            stored = torch.load(path, weights_only=True)
-        except Exception as err:  # a file cut short or written by another torch: say which, don't guess
-            raise RuntimeError(f"the cached scenes {path} cannot be read ({err}); delete the file and they "
-                               "are drawn again") from err
-        stored.pop("parameters")
-        return {**stored, "images": stored["images"].float() / 255}
+        stat = path.stat()
+        stored = _read_cached(str(path), stat.st_mtime_ns, stat.st_size)
+        # fresh tensors for every caller: no dataset can change another's by writing in place
+        return {key: value.clone() if torch.is_tensor(value) else copy.deepcopy(value)
+                for key, value in stored.items() if key != "images"} | {"images": stored["images"].float() / 255}
     result = draw()
     # 8-bit images: a quarter of the space, and float / 255 gives back exactly the drawn values.
     atomic_torch_save(path, {**result, "images": torch.round(result["images"] * 255).to(torch.uint8),
