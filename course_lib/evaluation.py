@@ -2,7 +2,7 @@
 accuracy under attack, and the robustness evaluation checklist."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -123,6 +123,7 @@ class Check:
     name: str
     passed: bool | None
     detail: str
+    numbers: dict = field(default_factory=dict)  # the measurements it judged (accuracies in %), by name
 
     def __str__(self) -> str:
         verdict = {True: "pass", False: "FAIL", None: "inconclusive"}[self.passed]
@@ -147,6 +148,10 @@ def judge_checklist(measured: dict) -> list[Check]:
     worth on fewer than 50 images, where that is more).
     """
     steps, robust = measured["steps"], measured["pgd"]
+
+    def pick(*keys):
+        return {key: measured[key] for key in keys if measured.get(key) is not None}
+
     one_image = 100.0 / measured["subset_size"]
     free = {"SPSA": measured["spsa"]}
     if measured.get("square") is not None:
@@ -157,18 +162,20 @@ def judge_checklist(measured: dict) -> list[Check]:
     free_text = " and ".join(f"{name} {value:.1f}%" for name, value in free.items())
     checks = [
         Check("iterative at least as strong as single-step", robust <= measured["fgsm"],
-              f"PGD-{steps} {robust:.1f}% vs FGSM {measured['fgsm']:.1f}%"),
+              f"PGD-{steps} {robust:.1f}% vs FGSM {measured['fgsm']:.1f}%", pick("pgd", "fgsm")),
         Check("accuracy falls to near 0 at eps = 1", measured["pgd_eps1"] <= 5.0,
-              f"PGD at eps 1: {measured['pgd_eps1']:.1f}%"),
+              f"PGD at eps 1: {measured['pgd_eps1']:.1f}%", pick("pgd_eps1")),
         Check("doubling the steps changes little", abs(measured["pgd_doubled"] - robust) < 1.0,
-              f"PGD-{steps} {robust:.1f}% vs PGD-{2 * steps} {measured['pgd_doubled']:.1f}%"),
+              f"PGD-{steps} {robust:.1f}% vs PGD-{2 * steps} {measured['pgd_doubled']:.1f}%",
+              pick("pgd", "pgd_doubled")),
         Check("restarts never raise robust accuracy", measured["pgd_restarts"] <= robust,
-              f"1 start {robust:.1f}% vs 3 restarts {measured['pgd_restarts']:.1f}%"),
+              f"1 start {robust:.1f}% vs 3 restarts {measured['pgd_restarts']:.1f}%", pick("pgd", "pgd_restarts")),
         Check("gradient-free attack not stronger than white-box", gradient_free,
               f"{free_text} vs PGD {measured['pgd_subset']:.1f}% on "
               f"{measured['subset_size']} images (clean {measured['clean_subset']:.1f}%)"
               + ("" if broke_something else
-                 f"; {' and '.join(free)} broke at most one image, so cannot vouch for PGD")),
+                 f"; {' and '.join(free)} broke at most one image, so cannot vouch for PGD"),
+              pick("clean_subset", "spsa", "square", "pgd_subset", "subset_size")),
     ]
     if measured.get("autoattack") is not None:
         gap = measured["pgd_autoattack_subset"] - measured["autoattack"]
@@ -179,7 +186,8 @@ def judge_checklist(measured: dict) -> list[Check]:
             "PGD within 2 points of AutoAttack", gap <= allowed,
             f"PGD {measured['pgd_autoattack_subset']:.1f}% vs AutoAttack {measured['autoattack']:.1f}% on "
             f"{measured['autoattack_size']} images"
-            + (f"; PGD's numbers are optimistic by {gap:.1f} points" if gap > allowed else "")))
+            + (f"; PGD's numbers are optimistic by {gap:.1f} points" if gap > allowed else ""),
+            pick("autoattack", "pgd_autoattack_subset", "autoattack_size")))
     return checks
 
 
