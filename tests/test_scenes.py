@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from course_lib.data import scenes
+from course_lib.io import atomic_torch_save
 from course_lib.data.scenes import (CLASSES, SCENE_TYPES, SUPERCATEGORIES, SceneOnlyDataset, ScenesDataset,
                                     blur_boxes, class_set, draw_backgrounds, draw_scenes, load_scenes,
                                     scale_sigma, scene_only_splits, scenes_splits, supercategory_of)
@@ -223,7 +224,9 @@ def test_a_cached_draw_is_read_once_but_every_caller_gets_its_own_tensors(tmp_pa
     path = next((tmp_path / "scenes").glob("*.pt"))
     stored = real_load(path, weights_only=True)
     stored["labels"] = stored["labels"].flip(0)
-    torch.save(stored, path)  # a rewritten file (new size or time) is read again
+    size = path.stat().st_size
+    atomic_torch_save(path, stored)  # replaced whole, as the kit writes (same size): read again
+    assert path.stat().st_size == size
     assert torch.equal(load_scenes(12, **kwargs)["labels"], first["labels"].flip(0))
 
 

@@ -620,12 +620,14 @@ class SceneOnlyDataset(Dataset):
 # ---- cached draws and the zoo's data sources ----
 
 @functools.lru_cache(maxsize=32)
-def _read_cached(path: str, mtime_ns: int, size: int) -> dict:
+def _read_cached(path: str, inode: int, mtime_ns: int, size: int) -> dict:
     """One cached draw as stored (8-bit images), read once per process and file version.
 
     A zoo key needs the data of every model (``course models list`` reads the same
     splits dozens of times, chapter 10 a dozen): unpickling each file again took
-    most of that time. ``mtime_ns`` and ``size`` make a rewritten file a new entry.
+    most of that time. ``inode`` (the kit replaces files whole, so a new file is a new
+    inode, whatever the clock's resolution), ``mtime_ns`` and ``size`` make a rewritten
+    file a new entry.
     """
     try:
         stored = torch.load(path, weights_only=True)
@@ -645,7 +647,7 @@ def _cached(parameters: dict, draw, data_home) -> dict:
     path = resolve_home(data_home) / "scenes" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.pt"
     if path.is_file():
         stat = path.stat()
-        stored = _read_cached(str(path), stat.st_mtime_ns, stat.st_size)
+        stored = _read_cached(str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
         # fresh tensors for every caller: no dataset can change another's by writing in place
         return {key: value.clone() if torch.is_tensor(value) else copy.deepcopy(value)
                 for key, value in stored.items() if key != "images"} | {"images": stored["images"].float() / 255}
