@@ -173,6 +173,25 @@ def test_static_augmentation_over_several_eps_levels_gives_each_example_one_twin
         StaticAugmentation([])
 
 
+def test_denoiser_pairs_give_each_image_one_twin_per_attack_its_budgets_taking_turns():
+    """HGD-style pairs at Defendr's budgets: a group of budgets costs one twin per image."""
+    from course_lib.train.batches import DenoiserPairs
+
+    data = _data(12)
+    model = nn.Sequential(nn.Identity())
+    model.classifier = _linear_model()
+    levels = [FGSMAttack(0.06), FGSMAttack(0.12), FGSMAttack(0.3)]
+    clean, adv, y = DenoiserPairs([levels, PGDAttack(0.3, 0.1, 3)]).dataset(_engine(model), data).tensors
+    assert len(clean) == 24 and torch.equal(clean[:12], data.tensors[0]) and torch.equal(clean[12:], clean[:12])
+    assert torch.equal(y, torch.cat([data.tensors[1]] * 2))
+    moved = (adv - clean).abs().flatten(1).amax(1)
+    expected = torch.tensor([levels[i % 3].eps for i in range(12)])
+    assert torch.allclose(moved[:12], expected, atol=1e-6), moved[:12]
+    assert (moved[12:] <= 0.3 + 1e-6).all() and (moved[12:] > 0.06).any()
+    with pytest.raises(ValueError, match="at least one attack recipe in each place"):
+        DenoiserPairs([[], FGSMAttack(0.1)])
+
+
 def test_squeezing_objective_is_used_in_training():
     data = _data(16)
     losses = {}

@@ -289,6 +289,11 @@ def test_defendr_table4_denoisers_each_train_on_one_attack_at_one_budget(tmp_pat
         plan = denoiser_plan(recipe.settings("quick"), None, tmp_path)
         assert plan.batches.attacks == attacks, name
         assert plan.objective == zoo.get_recipe("mnist_dunet").plan(recipe.settings("quick"), None, tmp_path).objective
-    # the default denoiser keeps both attacks
-    both = denoiser_plan(zoo.get_recipe("mnist_dunet").settings("quick"), None, tmp_path).batches.attacks
-    assert [type(a) for a in both] == [FGSMAttack, PGDAttack]
+    # the default denoiser trains on Defendr's budgets (its section 5): FGSM and PGD at 0.06, 0.12 and 0.3,
+    # taking turns over the digits in quick, every one on every digit in full
+    quick = denoiser_plan(zoo.get_recipe("mnist_dunet").settings("quick"), None, tmp_path).batches.attacks
+    assert quick == [[FGSMAttack(0.06), FGSMAttack(0.12), FGSMAttack(0.3)],
+                     [PGDAttack(0.06, 0.02, 5), PGDAttack(0.12, 0.04, 5), PGDAttack(0.3, 0.1, 5)]]
+    full = denoiser_plan(zoo.get_recipe("mnist_dunet").settings("full"), None, tmp_path).batches.attacks
+    assert full == [FGSMAttack(0.06), FGSMAttack(0.12), FGSMAttack(0.3),
+                    PGDAttack(0.06, 0.01, 40), PGDAttack(0.12, 0.01, 40), PGDAttack(0.3, 0.01, 40)]

@@ -36,14 +36,18 @@ from .mnist_cnn import MnistCNN
 GUIDES = {"feature": FeatureGuided("conv2"), "pixel": PixelGuided(), "logit": LogitGuided(),
           "label": LabelGuided()}
 
-# quick: a narrow, one-block-per-stage U-Net; full: HGD's widths and depths.
+# quick: a narrow, one-block-per-stage U-Net; full: HGD's widths and depths. Both train on Defendr's
+# budgets (its section 5: FGSM and PGD at eps 0.06, 0.12 and 0.3). In quick each digit gets one FGSM
+# and one PGD twin, the budgets taking turns (as chapter 6's augmentations; the cost of one budget); in
+# full every digit gets all six. PGD: in quick 5 steps of eps / 3 at each budget, in full 40 of 0.01.
+DEFENDR_EPS = (0.06, 0.12, 0.3)
 DUNET_QUICK = dict(epochs=1, batch_size=64, optimizer="Adam", lr=1e-3, guide="feature",
                    encoder_widths=(16, 32, 32, 32, 32), encoder_blocks=(1, 1, 1, 1, 1),
                    decoder_widths=(16, 32, 32, 32), decoder_blocks=(1, 1, 1, 1),
-                   fgsm_eps=(0.3,), pgd_eps=0.3, pgd_step=0.1, pgd_steps=5)
+                   fgsm_eps=DEFENDR_EPS, pgd_eps=DEFENDR_EPS, pgd_step=None, pgd_steps=5, budgets_take_turns=True)
 DUNET_FULL = dict(DUNET_QUICK, epochs=10, encoder_widths=(64, 128, 256, 256, 256), encoder_blocks=(2, 3, 3, 3, 3),
-                  decoder_widths=(64, 128, 256, 256), decoder_blocks=(2, 3, 3, 3), fgsm_eps=(0.1, 0.2, 0.3),
-                  pgd_step=0.01, pgd_steps=40)
+                  decoder_widths=(64, 128, 256, 256), decoder_blocks=(2, 3, 3, 3), pgd_step=0.01, pgd_steps=40,
+                  budgets_take_turns=False)
 
 
 def defence_metrics(model, splits, settings: dict) -> dict:
@@ -79,13 +83,20 @@ def build_denoised(settings: dict) -> Denoised:
 
 
 def denoiser_plan(settings: dict, splits, data_home) -> Plan:
-    """The guided loss of ``settings["guide"]`` on FGSM pairs at each eps and PGD pairs, made against the baseline.
+    """The guided loss of ``settings["guide"]`` on FGSM and PGD pairs at their budgets, made against the baseline.
 
-    ``pgd_eps`` None trains on the FGSM pairs alone; ``fgsm_eps`` empty, on the PGD pairs alone.
+    ``fgsm_eps`` and ``pgd_eps``: the budgets of each attack (either may be
+    empty). ``pgd_step`` None: eps / 3 at each budget. ``budgets_take_turns``:
+    one twin per digit and attack, its budget taking turns; otherwise one twin
+    per digit, attack and budget.
     """
-    attacks = [FGSMAttack(eps) for eps in settings["fgsm_eps"]]
-    if settings["pgd_eps"] is not None:
-        attacks.append(PGDAttack(settings["pgd_eps"], settings["pgd_step"], settings["pgd_steps"]))
+    fgsm = [FGSMAttack(eps) for eps in settings["fgsm_eps"]]
+    pgd = [PGDAttack(eps, settings["pgd_step"] or round(eps / 3, 4), settings["pgd_steps"])
+           for eps in settings["pgd_eps"]]
+    if settings["budgets_take_turns"]:  # (a group of one budget is that attack alone)
+        attacks = [group if len(group) > 1 else group[0] for group in (fgsm, pgd) if group]
+    else:
+        attacks = fgsm + pgd
     return Plan(objective=GUIDES[settings["guide"]], batches=DenoiserPairs(attacks, data_home / "adversarial"))
 
 
@@ -100,15 +111,13 @@ for guide in GUIDES:
 
 # Defendr's Table 4: the feature-guided DUNet trained on one attack at one budget only
 # (``mnist_dunet_fgsm_012`` ... ``mnist_dunet_pgd_030``), to test it on the other attack.
-# PGD: in quick, 5 steps of eps / 3 (those of ``mnist_dunet``'s pairs at 0.3); in full, 40 of 0.01.
+# PGD as ``mnist_dunet``'s: in quick, 5 steps of eps / 3; in full, 40 of 0.01.
 TABLE4_TRAINING = {f"{attack}_{round(eps * 100):03d}": (attack, eps)
                    for attack in ("fgsm", "pgd") for eps in (0.12, 0.3)}
 
 
-def _trained_on(base: dict, attack: str, eps: float, pgd_step: float) -> dict:
-    if attack == "fgsm":
-        return dict(base, fgsm_eps=(eps,), pgd_eps=None)
-    return dict(base, fgsm_eps=(), pgd_eps=eps, pgd_step=pgd_step)
+def _trained_on(base: dict, attack: str, eps: float) -> dict:
+    return dict(base, fgsm_eps=(eps,) if attack == "fgsm" else (), pgd_eps=(eps,) if attack == "pgd" else ())
 
 
 for suffix, (attack, eps) in TABLE4_TRAINING.items():
@@ -116,8 +125,7 @@ for suffix, (attack, eps) in TABLE4_TRAINING.items():
         name=f"mnist_dunet_{suffix}", summary=f"HGD denoiser (feature-guided) trained on {attack.upper()} {eps} "
                                               "pairs only, in front of the fixed baseline (Defendr Table 4)",
         build=build_denoised, data=mnist_splits, plan=denoiser_plan,
-        quick=_trained_on(DUNET_QUICK, attack, eps, round(eps / 3, 4)),
-        full=_trained_on(DUNET_FULL, attack, eps, DUNET_FULL["pgd_step"]),
+        quick=_trained_on(DUNET_QUICK, attack, eps), full=_trained_on(DUNET_FULL, attack, eps),
         components={"classifier": "mnist_baseline"}))
 
 ASSEMBLED = dict(epochs=0, batch_size=64, optimizer="Adam", lr=0.0)

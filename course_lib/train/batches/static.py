@@ -49,6 +49,23 @@ def adversarial_dataset(model: nn.Module, dataset: TensorDataset, attack, cache_
     return TensorDataset(adv_x, y.cpu())
 
 
+def twins_taking_turns(model: nn.Module, dataset: TensorDataset, attacks, cache_dir=None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """One adversarial twin per example, the attacks taking turns: example ``i`` gets ``attacks[i % k]``'s.
+
+    Defendr's several eps levels at the cost of one: every level covers a k-th
+    of the set. Each level's part is an ``adversarial_dataset`` (stored in
+    ``cache_dir``). Returns (N, ...) twins in the order of ``dataset``.
+    """
+    x, y = dataset.tensors
+    adv_x = torch.empty_like(x)
+    for level, attack in enumerate(attacks):
+        rows = torch.arange(level, len(x), len(attacks))
+        part = adversarial_dataset(model, TensorDataset(x[rows], y[rows]), attack, cache_dir, generator=generator)
+        adv_x[rows] = part.tensors[0].to(adv_x.dtype)
+    return adv_x
+
+
 class StaticAugmentation(BatchMaker):
     """Defendr's augmentation: the training set plus its adversarial examples, made once.
 
@@ -71,12 +88,7 @@ class StaticAugmentation(BatchMaker):
 
     def dataset(self, engine, train: TensorDataset) -> TensorDataset:
         x, y = train.tensors
-        adv_x = torch.empty_like(x)
-        for level, attack in enumerate(self.attacks):
-            rows = torch.arange(level, len(x), len(self.attacks))
-            part = adversarial_dataset(engine.model, TensorDataset(x[rows], y[rows]), attack, self.cache_dir,
-                                       generator=engine.attack_generator)
-            adv_x[rows] = part.tensors[0].to(adv_x.dtype)
+        adv_x = twins_taking_turns(engine.model, train, self.attacks, self.cache_dir, engine.attack_generator)
         if self.paired:
             return TensorDataset(x, adv_x, y)
         return TensorDataset(torch.cat([x, adv_x]), torch.cat([y, y]))
