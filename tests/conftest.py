@@ -96,3 +96,39 @@ def built_book(executed_notebooks) -> Path:
 
     assert all(run.ok for run in executed_notebooks.values()), "a notebook failed; see _build/executed"
     return build_book(EXECUTED_DIR)
+
+
+@pytest.fixture(scope="session")
+def hostile_batch(tmp_path_factory):
+    """The corpus's batch (every hostile case), killed (SIGKILL) once 8 rows are written, then run again to the end.
+
+    Session-wide: the Dask tests compare their grades with these.
+    """
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from .grading.corpus import HOSTILE_WORKERS, LIMITS, digest, read_rows, write_course
+
+    course = tmp_path_factory.mktemp("course")
+    server = socket.create_server(("127.0.0.1", 0))  # what the "network" submission tries to reach
+    corpus = write_course(course, server.getsockname()[1])
+    secrets = {p: digest(p) for p in [course / "source" / "tiny" / "tiny.ipynb",
+                                      course / "submitted" / "honest_1" / "tiny" / "tiny.ipynb"]}
+    command = [sys.executable, "-m", "course_lib.cli", "grade", "tiny", "--course-dir", str(course),
+               "--workers", str(HOSTILE_WORKERS), *LIMITS]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while len(read_rows(course)) < 8 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    rows_at_kill = len(read_rows(course))
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    server.close()
+    assert second.returncode == 0, second.stderr[-3000:]
+    return {"course": course, "corpus": {c.name: c for c in corpus}, "rows": read_rows(course),
+            "rows_at_kill": rows_at_kill, "secrets": secrets, "log": second.stderr}

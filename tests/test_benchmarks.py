@@ -16,7 +16,7 @@ import pytest
 from .conftest import REPO
 
 RUNS = {  # the longest first, so that it does not start last
-    "grading": ["grading.py", "--submissions", "1", "--workers", "1"],
+    "grading": ["grading.py", "--submissions", "1", "--workers", "1", "--dask-workers", "1"],
     "attacks_mnist_cpu": ["attacks.py", "--device", "cpu", "--batch", "8", "--steps", "2", "--runs", "1"],
     "attacks_resnet18_cpu": ["attacks.py", "--device", "cpu", "--model", "resnet18", "--batch", "2",
                              "--steps", "1", "--runs", "1"],

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
+import tempfile
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -20,12 +18,8 @@ from course_lib.grading import cells as nbcells
 from course_lib.grading import record as rec
 from course_lib.grading.sandbox import FIRST_SANDBOX_UID, Limits, isolation
 
-from .grading.corpus import cases, submission
+from .grading.corpus import ADD, CASE_NAMES, HOSTILE_WORKERS, MEAN, Case, digest, write_course
 from .grading.tiny import TEST_ADD, source_notebook
-
-WORKERS = 4  # the grader at more slots than cores: submissions wait on time limits and kernel starts
-LIMITS = ["--cell-timeout", "4", "--timeout", "40", "--memory-mb", "1024", "--max-output-mb", "1"]
-CASE_NAMES = [c.name for c in cases(Path("/course"))]
 
 
 # -- cells and records (no sandbox) ------------------------------------------------------------
@@ -129,11 +123,121 @@ def test_memory_is_found_in_an_error_or_at_the_end_of_a_stderr_traceback():
 def test_limits_reject_nonsense():
     with pytest.raises(ValueError, match="memory_mb must be positive"):
         Limits(memory_mb=0)
+    with pytest.raises(ValueError, match="wall_factor must be at least 1"):
+        Limits(wall_factor=0.5)
+
+
+# -- time limits count CPU seconds ----------------------------------------------------------
+
+BURN = "while True: pass"
+
+
+def _sandboxed(tmp_path, code: str, limits: Limits):
+    from course_lib.grading.sandbox import prepare_folder, run_sandboxed, sandbox_env
+
+    folder = prepare_folder(tmp_path / f"run-{len(list(tmp_path.iterdir()))}", 0)
+    return run_sandboxed([sys.executable, "-c", code], folder, 0, limits, [], sandbox_env(folder, {}))
+
+
+def test_a_run_is_stopped_by_the_cpu_time_of_its_whole_tree_and_by_the_wall_clock_only_when_waiting(tmp_path):
+    # the parent only waits; its child burns: the child's CPU seconds must count
+    parent = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {BURN!r}])"
+    busy = _sandboxed(tmp_path, parent, Limits(timeout=1, wall_factor=60))
+    assert (busy.timed_out, busy.clock) == (True, "cpu") and busy.cpu_seconds >= 1, busy
+    sleeper = _sandboxed(tmp_path, "import time\ntime.sleep(1000)", Limits(timeout=1, wall_factor=2))
+    assert (sleeper.timed_out, sleeper.clock) == (True, "wall") and sleeper.cpu_seconds < 1, sleeper
+    quick = _sandboxed(tmp_path, "print(sum(range(1000)))", Limits(timeout=1, wall_factor=60))
+    assert not quick.timed_out and quick.returncode == 0, quick
+
+
+@pytest.mark.parametrize("code, factor, clock", [
+    (f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {BURN!r}])", 60, "cpu"),  # the kernel's child
+    ("import time\ntime.sleep(1000)", 3, "wall"),
+])
+def test_a_cell_is_stopped_by_its_kernels_cpu_time_or_by_the_wall_clock_when_it_waits(tmp_path, code, factor,
+                                                                                         clock):
+    from course_lib.grading.execute import run
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(code),
+                                         nbformat.v4.new_code_cell("y = 2")])
+    result = run(nb, cell_timeout=1, max_output_bytes=1 << 20, cwd=str(tmp_path), wall_factor=factor)
+    assert (result["status"], result["clock"]) == ("timeout", clock), result
+    assert ("cell 1 used more than 1 s of CPU" if clock == "cpu" else "3 s of wall clock") in result["reason"]
+    assert nb.cells[0].execution_count == 1 and nb.cells[2].execution_count is None
+
+
+def test_a_slot_is_never_shared_nor_given_while_its_uid_still_has_processes():
+    from course_lib.grading.sandbox import claim_slot, slot_uid
+
+    with claim_slot() as first, claim_slot() as second:
+        assert first != second
+    if not isolation().unprivileged_user:
+        pytest.skip("slots map to uids only as root with namespaces")
+    # a process of the lowest free slot's uid outlives its sandbox (a fork bomb being torn down)
+    with claim_slot() as lowest:
+        pass
+    uid = slot_uid(lowest)
+    straggler = subprocess.Popen(["sleep", "30"], preexec_fn=lambda: (os.setgid(uid), os.setuid(uid)))
+    try:
+        with claim_slot() as slot:
+            assert slot != lowest
+    finally:
+        straggler.kill()
+        straggler.wait()
+    with claim_slot() as slot:
+        assert slot == lowest
+
+
+def _waits_once(marker: Path) -> str:
+    """``add``'s answer, after a wait past the wall-clock backstop the first time it runs only."""
+    return (f"import os, time\nif not os.path.exists({str(marker)!r}):\n"
+            f"    open({str(marker)!r}, 'w').close()\n    time.sleep(10**6)\n" + ADD)
+
+
+@pytest.mark.slow
+def test_a_wall_clock_timeout_is_graded_once_more_and_the_row_says_so(tmp_path):
+    from course_lib.grading.batch import grade
+
+    marker = Path(tempfile.gettempdir()) / f"course-waits-once-{uuid.uuid4().hex}"  # the sandbox can write /tmp
+    write_course(tmp_path, extra=(Case("waits_once", answers=(_waits_once(marker), MEAN)),), corpus=False)
+    try:
+        (row,) = grade("tiny", tmp_path, limits=Limits(cell_timeout=2, timeout=30, wall_factor=3),
+                       log=lambda message: None)
+    finally:
+        marker.unlink(missing_ok=True)
+    assert (row["status"], row["score"]) == ("graded", 3.0), row
+    assert "graded on a re-run: the first run (on local) hit a wall-clock timeout" in row["reason"], row
+    log = (tmp_path / ".course-grade" / "tiny" / "executions.log").read_text().split("\t")
+    assert log[-1].strip() == "2", "recorded once, after two runs"
+
+
+def test_jobs_go_out_a_few_at_a_time_and_each_is_recorded_once(tmp_path, monkeypatch):
+    """Each job holds a submission's bytes: at most twice the workers' capacity are out at once."""
+    from course_lib.grading import batch
+    from course_lib.grading.job import failure
+
+    write_course(tmp_path, extra=tuple(Case(f"s{i:02d}") for i in range(10)), corpus=False)
+    most = []
+
+    class Counting(batch.LocalExecutor):
+        def submit(self, job, avoid=""):
+            super().submit(job, avoid)
+            most.append(len(self))
+
+    monkeypatch.setattr(batch, "grade_job", lambda job: failure(job, "invalid", "not run: a fake grader"))
+    executor = Counting(1)
+    try:
+        rows = batch.grade("tiny", tmp_path, executor=executor, log=lambda message: None)
+    finally:
+        executor.close()
+    assert sorted(r["student"] for r in rows) == [f"s{i:02d}" for i in range(10)]
+    assert max(most) == 4 and len(most) == 10, most
 
 
 @pytest.mark.slow
 def test_a_grader_failure_on_one_notebook_is_recorded_and_the_batch_goes_on(tmp_path, monkeypatch):
-    from course_lib.grading.batch import Grader, grade
+    from course_lib.grading import job as grading_job
+    from course_lib.grading.batch import grade
     from course_lib.grading.course import assign
 
     (tmp_path / "source" / "tiny").mkdir(parents=True)
@@ -142,14 +246,14 @@ def test_a_grader_failure_on_one_notebook_is_recorded_and_the_batch_goes_on(tmp_
     for student in ("a", "b"):
         (tmp_path / "submitted" / student / "tiny").mkdir(parents=True)
         nbformat.write(release, tmp_path / "submitted" / student / "tiny" / "tiny.ipynb")
-    original = Grader.grade_notebook
+    original = grading_job._grade
 
-    def flaky(self, student, source_path, slot):
-        if student == "b":
+    def flaky(job, run):
+        if job.student == "b":
             raise RuntimeError("disk full")
-        return original(self, student, source_path, slot)
+        return original(job, run)
 
-    monkeypatch.setattr(Grader, "grade_notebook", flaky)
+    monkeypatch.setattr(grading_job, "_grade", flaky)
     rows = {r["student"]: r for r in grade("tiny", tmp_path, log=lambda message: None)}
     assert rows["a"]["status"] == "graded"
     assert rows["b"]["status"] == "grader-error" and "disk full" in rows["b"]["reason"]
@@ -157,52 +261,6 @@ def test_a_grader_failure_on_one_notebook_is_recorded_and_the_batch_goes_on(tmp_
 
 
 # -- the hostile batch ---------------------------------------------------------------------
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _rows(course: Path) -> list[dict]:
-    if not (course / "grades.csv").is_file():
-        return []
-    with open(course / "grades.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-@pytest.fixture(scope="module")
-def hostile_batch(tmp_path_factory):
-    """The corpus's batch (every hostile case), killed (SIGKILL) once 8 rows are written, then run again to the end."""
-    from course_lib.grading.course import assign
-
-    course = tmp_path_factory.mktemp("course")
-    server = socket.create_server(("127.0.0.1", 0))  # what the "network" submission tries to reach
-    port = server.getsockname()[1]
-    (course / "source" / "tiny").mkdir(parents=True)
-    nbformat.write(source_notebook(), course / "source" / "tiny" / "tiny.ipynb")
-    release = nbformat.read(assign("tiny", course) / "tiny.ipynb", as_version=4)
-    corpus = cases(course, port)
-    for case in corpus:
-        path = course / "submitted" / case.name / "tiny" / "tiny.ipynb"
-        path.parent.mkdir(parents=True)
-        made = submission(case, release, course)
-        path.write_text(made) if isinstance(made, str) else nbformat.write(made, path)
-    secrets = {p: _digest(p) for p in [course / "source" / "tiny" / "tiny.ipynb",
-                                       course / "submitted" / "honest_1" / "tiny" / "tiny.ipynb"]}
-    command = [sys.executable, "-m", "course_lib.cli", "grade", "tiny", "--course-dir", str(course),
-               "--workers", str(WORKERS), *LIMITS]
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while len(_rows(course)) < 8 and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    rows_at_kill = len(_rows(course))
-    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    server.close()
-    assert second.returncode == 0, second.stderr[-3000:]
-    return {"course": course, "corpus": {c.name: c for c in corpus}, "rows": _rows(course),
-            "rows_at_kill": rows_at_kill, "secrets": secrets, "log": second.stderr}
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -241,8 +299,8 @@ def test_gradebook_is_intact_and_agrees_with_the_csv(hostile_batch):
         for row in hostile_batch["rows"]:
             nb = gb.find_submission_notebook("tiny", "tiny", row["student"])
             assert nb.score == pytest.approx(float(row["score"])), row
-    for path, digest in hostile_batch["secrets"].items():
-        assert _digest(path) == digest, f"{path} was changed by a submission"
+    for path, expected in hostile_batch["secrets"].items():
+        assert digest(path) == expected, f"{path} was changed by a submission"
     # nbgrader's own CSV export reads the same scores (written elsewhere than the kit's grades.csv)
     nbgrader = Path(sys.executable).parent / "nbgrader"
     env = dict(os.environ, PATH=f"{nbgrader.parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -263,7 +321,7 @@ def test_nothing_is_left_running(hostile_batch):
         except OSError:
             continue
         uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
-        if FIRST_SANDBOX_UID <= uid < FIRST_SANDBOX_UID + WORKERS or "sleep 1000" in cmdline:
+        if FIRST_SANDBOX_UID <= uid < FIRST_SANDBOX_UID + HOSTILE_WORKERS or "sleep 1000" in cmdline:
             left.append((pid, uid, cmdline))
     assert not left
 

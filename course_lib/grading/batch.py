@@ -1,100 +1,88 @@
 """Grade every submission of an assignment: isolated, parallel, resumable, recorded in nbgrader.
 
-For each student, in a worker slot (``workers`` run at once):
+The calling process coordinates; workers grade. For each student notebook
+not graded yet, the coordinator reads the inputs into a ``job.Job`` (plain
+data) and hands it to an executor: ``LocalExecutor`` (``workers`` threads on
+this machine) or ``cluster.DaskExecutor`` (Dask workers, here or on other
+machines). A worker runs ``job.grade_job`` (the sandboxed student run and the
+checks) and sends back the graded notebook as text with its status.
 
-1. read the submission (not JSON -> ``invalid``), and ``rebuild`` it from the
-   source: the instructor's cells, the student's answers;
-2. run it in the sandbox with the test cells cut down to their probes (the
-   student's process: every limit of ``sandbox.py``);
-3. run the checks of the probes that finished in a second sandboxed process
-   that never runs student code, on the recorded values;
-4. merge both into one graded notebook, saved atomically in
-   ``DIR/.course-grade/<assignment>/<student>/`` with its status.
+The coordinator alone writes: each graded notebook and its result in
+``DIR/.course-grade/<assignment>/<student>/`` (atomically), then, once a
+student's notebooks are all graded, nbgrader's ``Autograde`` (without its
+``Execute`` step) records them in the gradebook (one SQLite writer) and the
+student's rows go to ``DIR/grades.csv`` (atomically). A batch that is killed
+and started again skips every student already in ``grades.csv`` and reuses
+every graded notebook already saved, so nothing is graded twice.
 
-Then, one student at a time in the calling process, nbgrader's ``Autograde``
-(without its ``Execute`` step) records the graded notebook in the gradebook,
-and the student's rows are written to ``DIR/grades.csv`` (atomically). A batch
-that is killed and started again skips every student already in
-``grades.csv`` and reuses every graded notebook already saved, so nothing is
-executed twice.
+A wall-clock timeout (code that waited, or a machine so loaded that the
+backstop fired) gets one re-run, on another worker where there is one,
+before it is final; the row's reason says so. CPU-time limits are final.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
 import shutil
-import stat
 import sys
-import tempfile
-import threading
-import time
-import uuid
 import warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-import nbformat
+from tqdm.auto import tqdm
 
 from ..config import data_home as config_data_home
+from ..config import show_progress
 from ..io import atomic_write_json, atomic_write_text
-from . import cells as nbcells
 from .course import KIT_ASSIGNMENTS, assign, is_assigned, nbgrader_path, source_notebooks
-from .sandbox import Limits, isolation, prepare_folder, run_sandboxed, sandbox_env, slot_uid
+from .job import MAX_NOTEBOOK_BYTES, Job, failure, grade_job, grader_failed, read_untrusted
+from .sandbox import Limits, isolation
 
 ROW_FIELDS = ("student", "assignment", "notebook", "score", "max_score", "status", "reason")
 STATE = ".course-grade"
-MAX_NOTEBOOK_BYTES = 64 << 20
 
 
-@dataclass
-class PhaseResult:
-    notebook: nbformat.NotebookNode | None  # executed copy (untrusted when it is the student's)
-    status: str  # ok, timeout, memory, crashed, output
-    reason: str
-    records: Path | None = None
+class LocalExecutor:
+    """``workers`` grading threads on this machine (each sandbox is its own process)."""
 
+    def __init__(self, workers: int):
+        if workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {workers}")
+        self.workers = workers
+        self.where = f"this machine, {workers} worker{'s' * (workers != 1)}"
+        self.pool = ThreadPoolExecutor(workers)
+        self.running: dict = {}
 
-def read_untrusted(path: Path, max_bytes: int) -> bytes | None:
-    """The bytes of a regular file that is not a link, or None; never more than ``max_bytes``."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return None
-        data = handle.read(max_bytes + 1)
-    return None if len(data) > max_bytes else data
+    def capacity(self) -> int:
+        """Jobs that can run at once."""
+        return self.workers
 
+    def submit(self, job: Job, avoid: str = "") -> None:
+        """Start grading ``job`` (``avoid``: a worker not to use; one machine has no other)."""
+        self.running[self.pool.submit(grade_job, job)] = job
 
-def _clean_output(out) -> dict | None:
-    """A fresh, valid output built from an untrusted one (None when malformed)."""
-    try:
-        kind = out["output_type"]
-        if kind == "stream":
-            return nbformat.v4.new_output("stream", name=str(out["name"]), text=str(out["text"]))
-        if kind == "error":
-            return nbformat.v4.new_output("error", ename=str(out["ename"]), evalue=str(out["evalue"]),
-                                          traceback=[str(t) for t in out["traceback"]])
-        if kind in ("display_data", "execute_result"):
-            data = {str(k): v if isinstance(v, (str, dict, list)) else str(v) for k, v in out["data"].items()}
-            if kind == "execute_result":
-                return nbformat.v4.new_output(kind, data=data, execution_count=None)
-            return nbformat.v4.new_output(kind, data=data)
-    except (KeyError, TypeError, AttributeError):
-        return None
-    return None
+    def __len__(self) -> int:
+        return len(self.running)
 
+    def next_done(self) -> tuple[Job, dict]:
+        """Wait for any job; returns it and its result (``job.Result`` as a dict)."""
+        done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+        future = done.pop()
+        job = self.running.pop(future)
+        try:
+            return job, future.result()
+        except Exception as err:  # noqa: BLE001 - grade_job failed outside its own guard: this row only
+            return job, failure(job, "grader-error", grader_failed(err), "local")
 
-def _error(ename: str, evalue: str) -> dict:
-    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Grader:
-    """One batch: an assignment in a course folder, the limits, and where the sandboxes live."""
+    """One batch: an assignment in a course folder, the limits, and the coordinator's bookkeeping."""
 
     def __init__(self, assignment: str, course_dir, limits: Limits = Limits(), data_home=None,
                  log=None):
@@ -103,7 +91,7 @@ class Grader:
         self.limits = limits
         # the zoo the submissions load from: --data-home, else $COURSE_DATA_HOME, else ~/.cache/course-kit
         self.data_home = config_data_home(data_home)
-        self.log = log or (lambda message: print(message, file=sys.stderr))
+        self.log = log or (lambda message: tqdm.write(message, file=sys.stderr))  # (beside the bar)
         if isolation().unprivileged_user:
             closed = [p for p in (self.data_home, self.data_home / "models")
                       if p.is_dir() and (os.stat(p).st_mode & 0o005) != 0o005]
@@ -114,205 +102,43 @@ class Grader:
                          f"`chmod -R a+rX {self.data_home}` (or pass --data-home)")
         self.state = self.course_dir / STATE / assignment
         self.sources = source_notebooks(self.course_dir, assignment)
-        self.hide = [self.course_dir] + ([KIT_ASSIGNMENTS] if KIT_ASSIGNMENTS.is_dir() else [])
-        self.work_root = Path(tempfile.mkdtemp(prefix="course-grade-"))
-        os.chmod(self.work_root, 0o711)
+        self.hide = (str(self.course_dir),) + ((str(KIT_ASSIGNMENTS),) if KIT_ASSIGNMENTS.is_dir() else ())
 
-    # -- one sandboxed run ----------------------------------------------------
-    def run_phase(self, nb, slot: int, label: str, records_in: Path | None = None) -> PhaseResult:
-        folder = prepare_folder(self.work_root / f"{label}-{uuid.uuid4().hex[:8]}", slot)
-        try:
-            nbformat.write(nb, folder / "in.ipynb")
-            records = folder / "records"
-            if records_in is not None:
-                shutil.copytree(records_in, records)
-            if isolation().unprivileged_user:
-                owned = [folder / "in.ipynb"] + ([records, *records.iterdir()] if records.exists() else [])
-                for path in owned:
-                    os.chown(path, slot_uid(slot), slot_uid(slot))
-            extra = {"COURSE_GRADING_RECORDS": str(records), "PYTHONPATH": "",
-                     "COURSE_DATA_HOME": str(self.data_home)}
-            command = [sys.executable, "-m", "course_lib.grading.execute", "in.ipynb", "out.ipynb",
-                       "status.json", "--cell-timeout", str(self.limits.cell_timeout),
-                       "--max-output-bytes", str(int(self.limits.max_output_mb * 2**20))]
-            outcome = run_sandboxed(command, folder, slot, self.limits, self.hide, sandbox_env(folder, extra),
-                                    expose=[self.data_home])
-            executed = read_untrusted(folder / "out.ipynb", MAX_NOTEBOOK_BYTES)
-            status_bytes = read_untrusted(folder / "status.json", 1 << 16)
-            try:
-                executed_nb = nbformat.reads(executed.decode(), as_version=4) if executed else None
-            except Exception:  # noqa: BLE001 - untrusted bytes: any parse failure means "no notebook"
-                executed_nb = None
-            try:
-                status = json.loads(status_bytes) if status_bytes else {}
-                status = {"status": str(status["status"]), "reason": str(status.get("reason", ""))}
-            except (ValueError, KeyError, TypeError):
-                status = None
-            if status and status["status"] == "crashed" and "MemoryError" in outcome.stderr:
-                status = {"status": "memory", "reason": f"the kernel died out of memory "
-                                                        f"(over {self.limits.memory_mb} MiB)"}
-            if outcome.timed_out:
-                status = {"status": "timeout",
-                          "reason": f"the notebook ran longer than {self.limits.timeout:g} s in all"}
-            elif status is None:
-                memory = "MemoryError" in outcome.stderr or "Cannot allocate memory" in outcome.stderr
-                last = [line for line in outcome.stderr.splitlines() if line.strip()][-1:] or [""]
-                status = {"status": "memory" if memory else "crashed",
-                          "reason": f"the runner exited with code {outcome.returncode} and no result "
-                                    f"({last[0][:300]})"}
-            kept = self.work_root / f"records-{uuid.uuid4().hex[:8]}"
-            self._copy_records(records, kept)
-            return PhaseResult(executed_nb, status["status"], status["reason"], kept)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-
-    @staticmethod
-    def _copy_records(src: Path, dst: Path, max_bytes: int = 256 << 20) -> None:
-        """Copy the regular ``.json``/``.npy`` files a probe wrote (no links, no folders, capped)."""
-        dst.mkdir(mode=0o755)
-        total = 0
-        if not src.is_dir() or src.is_symlink():
-            return
-        for entry in os.scandir(src):
-            if not entry.name.endswith((".json", ".npy")) or not entry.is_file(follow_symlinks=False):
-                continue
-            data = read_untrusted(Path(entry.path), max_bytes - total)
-            if data is None:
-                continue
-            total += len(data)
-            (dst / entry.name).write_bytes(data)
-            os.chmod(dst / entry.name, 0o644)
-
-    # -- one notebook -----------------------------------------------------------
-    def grade_notebook(self, student: str, source_path: Path, slot: int) -> tuple[nbformat.NotebookNode, dict]:
-        source = nbformat.read(source_path, as_version=4)
+    # -- one notebook: the job out, the result back -------------------------------
+    def job(self, student: str, source_path: Path) -> Job:
+        """Everything a worker needs to grade ``student``'s copy of ``source_path``."""
         release_path = self.course_dir / "release" / self.assignment / source_path.name
-        release = nbformat.read(release_path, as_version=4) if release_path.is_file() else None
         submitted = self.course_dir / "submitted" / student / self.assignment / source_path.name
-        raw = read_untrusted(submitted, MAX_NOTEBOOK_BYTES)
-        empty = nbformat.v4.new_notebook()
-        if raw is None:
-            exists = submitted.exists() or submitted.is_symlink()
-            status = "invalid" if exists else "missing"
-            reason = (f"{submitted.name} is not a regular file under {MAX_NOTEBOOK_BYTES >> 20} MB"
-                      if exists else f"no {submitted.name} submitted")
-            return self._not_run(nbcells.rebuild(source, empty).notebook, reason), {"status": status, "reason": reason}
-        try:
-            submission = nbformat.reads(raw.decode("utf-8"), as_version=4)
-            if not isinstance(submission.get("cells"), list):
-                raise ValueError("no list of cells")
-        except Exception as err:  # noqa: BLE001 - any parse failure of untrusted bytes is "invalid"
-            reason = f"{submitted.name} is not a valid notebook ({type(err).__name__}: {str(err)[:200]})"
-            return self._not_run(nbcells.rebuild(source, empty).notebook, reason), {"status": "invalid", "reason": reason}
-        rebuilt = nbcells.rebuild(source, submission, release)
-        graded = rebuilt.notebook
-        label = f"{student}-{source_path.stem}"
-        student_run = self.run_phase(nbcells.student_phase(graded), slot, label + "-student")
-        probes = self._probe_outcomes(graded, student_run)
-        ok = {g for g, (state, _) in probes.items() if state == "ok"}
-        if ok:
-            check_run = self.run_phase(nbcells.check_phase(graded, ok), slot, label + "-check", student_run.records)
-            shutil.rmtree(check_run.records, ignore_errors=True)
-        else:  # no probe finished: nothing to check
-            check_run = PhaseResult(nbformat.v4.new_notebook(), "ok", "")
-        shutil.rmtree(student_run.records, ignore_errors=True)
-        self._merge(graded, student_run, probes, check_run)
-        status, reasons = "graded", []
-        if student_run.status != "ok":
-            status, reasons = student_run.status, [student_run.reason]
-        if check_run.status != "ok":
-            reasons.append(f"the checks did not finish ({check_run.status}: {check_run.reason})")
-            status = status if status != "graded" else "check-failed"
-        if rebuilt.tampering:
-            reasons.append("changed outside the answers (ignored): " + "; ".join(rebuilt.tampering))
-            status = "tampered" if status == "graded" else status
-        if rebuilt.missing_answers:
-            reasons.append("no answer cell: " + ", ".join(rebuilt.missing_answers))
-        return graded, {"status": status, "reason": " | ".join(reasons)}
+        return Job(student=student, assignment=self.assignment, name=source_path.name,
+                   source=source_path.read_text(),
+                   release=release_path.read_text() if release_path.is_file() else None,
+                   submission=read_untrusted(submitted, MAX_NOTEBOOK_BYTES),
+                   submission_exists=submitted.exists() or submitted.is_symlink(),
+                   limits=self.limits, data_home=str(self.data_home), hide=self.hide)
 
-    @staticmethod
-    def _not_run(nb, reason: str):
-        for cell in nb.cells:
-            if nbcells.is_test_cell(cell):
-                cell.outputs = [_error("NotGraded", reason)]
-        return nb
+    def result_path(self, student: str, source_path: Path) -> Path:
+        return self.state / student / f"{source_path.stem}.result.json"
 
-    @staticmethod
-    def _probe_outcomes(nb, run: PhaseResult) -> dict[str, tuple[str, dict | None]]:
-        """Per test cell: ("ok" | "error" | "not run", the error output)."""
-        executed = run.notebook
-        aligned = executed is not None and len(executed.get("cells", [])) == len(nb.cells)
-        outcomes = {}
-        for i, cell in enumerate(nb.cells):
-            if not nbcells.is_test_cell(cell):
-                continue
-            grade_id = nbcells.nbgrader_meta(cell)["grade_id"]
-            theirs = executed.cells[i] if aligned else None
-            outputs = [o for o in (_clean_output(o) for o in (theirs or {}).get("outputs", [])) if o]
-            errors = [o for o in outputs if o.output_type == "error"]
-            if errors:
-                outcomes[grade_id] = ("error", errors[0])
-            elif theirs is not None and theirs.get("execution_count") is not None:
-                outcomes[grade_id] = ("ok", None)
-            else:
-                why = run.reason or "the submission stopped before this test"
-                outcomes[grade_id] = ("not run", _error("NotRun", f"this test did not run: {why}"))
-        return outcomes
+    def save(self, job: Job, result: dict, first: dict | None = None) -> None:
+        """The graded notebook and its result, atomically (``first``: the run a re-run replaced)."""
+        folder = self.state / job.student
+        saved = {k: result[k] for k in ("status", "reason", "seconds", "scores", "worker")}
+        if first is not None:
+            saved["reason"] = " | ".join(filter(None, [result["reason"], (
+                f"re-run once: the first run (on {first['worker']}) also hit a wall-clock timeout"
+                if result["clock"] == "wall" else
+                f"graded on a re-run: the first run (on {first['worker']}) hit a wall-clock timeout "
+                f"({first['reason']})")]))
+            saved["seconds"] = round(first["seconds"] + result["seconds"], 2)
+            saved["attempts"] = 2
+        atomic_write_text(folder / job.name, result["notebook"])
+        atomic_write_json(self.result_path(job.student, Path(job.name)), saved)
+        with open(self.state / "executions.log", "a") as log:  # one line per notebook graded to the end
+            log.write(f"{job.student}\t{job.stem}\t{saved['seconds']}\t{saved.get('attempts', 1)}\n")
 
-    def _merge(self, nb, student_run: PhaseResult, probes: dict, check_run: PhaseResult) -> None:
-        """Outputs into ``nb``: the student's for their cells, the checks' for the test cells."""
-        executed = student_run.notebook
-        aligned = executed is not None and len(executed.get("cells", [])) == len(nb.cells)
-        checks = {}
-        for cell in (check_run.notebook.cells if check_run.notebook is not None else []):
-            grade_id = cell.get("metadata", {}).get("grade_id")
-            if grade_id:
-                checks[grade_id] = cell
-        cap = int(self.limits.max_output_mb * 2**20)
-        for i, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
-                continue
-            if not nbcells.is_test_cell(cell):
-                theirs = executed.cells[i] if aligned else {}
-                cell.outputs = [o for o in (_clean_output(o) for o in theirs.get("outputs", [])) if o]
-                if len(json.dumps(cell.outputs)) > cap:
-                    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="[output removed: over the cap]\n")]
-                continue
-            grade_id = nbcells.nbgrader_meta(cell)["grade_id"]
-            state, error = probes[grade_id]
-            if state != "ok":
-                cell.outputs = [error]
-                continue
-            check = checks.get(grade_id)
-            if check is None or check.get("execution_count") is None:
-                cell.outputs = [_error("CheckNotRun", f"the checks did not run: {check_run.reason}")]
-                continue
-            # stderr (library warnings) never costs marks: nbgrader scores any stderr as 0
-            cell.outputs = [o for o in (_clean_output(o) for o in check.get("outputs", []))
-                            if o and not (o.output_type == "stream" and o.name == "stderr")]
-
-    # -- one student, all notebooks ----------------------------------------------
-    def grade_student(self, student: str, slot: int) -> list[dict]:
-        results = []
-        for source_path in self.sources:
-            folder = self.state / student
-            result_path = folder / f"{source_path.stem}.result.json"
-            if not result_path.is_file():
-                start = time.perf_counter()
-                try:
-                    graded, result = self.grade_notebook(student, source_path, slot)
-                except Exception as err:  # noqa: BLE001 - recorded as this notebook's row; the batch goes on
-                    self.log(f"  {student}/{source_path.stem}: the grader failed: {type(err).__name__}: {err}")
-                    empty = nbcells.rebuild(nbformat.read(source_path, as_version=4), nbformat.v4.new_notebook())
-                    reason = f"the grader failed ({type(err).__name__}: {str(err)[:300]}); fix it and run --regrade"
-                    graded, result = self._not_run(empty.notebook, reason), {"status": "grader-error", "reason": reason}
-                result["seconds"] = round(time.perf_counter() - start, 2)
-                atomic_write_text(folder / source_path.name, nbformat.writes(graded))
-                atomic_write_json(result_path, result)
-                with open(self.state / "executions.log", "a") as log:  # one line per finished grading
-                    log.write(f"{student}\t{source_path.stem}\t{result['seconds']}\n")
-            results.append({"notebook": source_path.stem, **json.loads(result_path.read_text())})
-        return results
+    def results(self, student: str) -> list[dict]:
+        return [{"notebook": p.stem, **json.loads(self.result_path(student, p).read_text())}
+                for p in self.sources]
 
     # -- recording -------------------------------------------------------------------
     def record(self, student: str, results: list[dict]) -> list[dict]:
@@ -379,53 +205,84 @@ class Grader:
         return sorted(p.name for p in folder.iterdir()
                       if p.is_dir() and not p.is_symlink() and (p / self.assignment).exists())
 
-    def run(self, workers: int = 1, regrade: bool = False) -> list[dict]:
-        """Grade every submission not yet in grades.csv; returns this assignment's rows."""
-        if workers < 1:
-            raise ValueError(f"--workers must be at least 1, got {workers}")
+    def run(self, executor=None, regrade: bool = False, workers: int = 1) -> list[dict]:
+        """Grade every submission not yet in grades.csv; returns this assignment's rows.
+
+        ``executor``: a ``LocalExecutor`` or ``cluster.DaskExecutor`` (None: a
+        ``LocalExecutor(workers)``, closed at the end).
+        """
+        own = executor is None
+        executor = LocalExecutor(workers) if own else executor
         rows = self.read_rows()
         if regrade:
             rows = [r for r in rows if r["assignment"] != self.assignment]
             shutil.rmtree(self.state, ignore_errors=True)
         done = {r["student"] for r in rows if r["assignment"] == self.assignment}
-        todo = [s for s in self.students() if s not in done]
-        self.log(f"grading {self.assignment}: {len(todo)} to grade, {len(done)} already in {self.csv_path().name}; "
-                 f"{workers} worker(s)")
+        todo = {s: [p for p in self.sources if not self.result_path(s, p).is_file()]
+                for s in self.students() if s not in done}
+        self.log(f"grading {self.assignment}: {len(todo)} to grade, {len(done)} already in "
+                 f"{self.csv_path().name}; on {executor.where}")
         for line in isolation().describe():
             self.log(f"  isolation: {line}")
-        slots = list(range(workers))
-        slot_lock = threading.Lock()
+        self.state.mkdir(parents=True, exist_ok=True)
+        firsts: dict[tuple[str, str], dict] = {}  # a re-run's first result
 
-        def task(student: str) -> list[dict]:
-            with slot_lock:
-                slot = slots.pop()
-            try:
-                return self.grade_student(student, slot)
-            finally:
-                with slot_lock:
-                    slots.append(slot)
+        def finish(student: str) -> None:
+            nonlocal rows
+            new = self.record(student, self.results(student))
+            rows = [r for r in rows if not (r["assignment"] == self.assignment and r["student"] == student)]
+            rows += new
+            self.write_rows(rows)
+            for row in new:
+                self.log(f"  {student}/{row['notebook']}: {row['score']:g}/{row['max_score']:g} "
+                         f"{row['status']}{' - ' + row['reason'] if row['reason'] else ''}")
+
+        bar = tqdm(total=sum(map(len, todo.values())), desc=f"grading {self.assignment}", unit="notebook",
+                   disable=not show_progress(), file=sys.stderr)
+        # Jobs go out a few at a time (each holds a submission's bytes): twice what can run at once.
+        queue = iter([(student, path) for student, paths in todo.items() for path in paths])
+
+        def top_up() -> None:
+            window = max(4, 2 * executor.capacity())  # (asks a Dask scheduler once per call)
+            while len(executor) < window:
+                item = next(queue, None)
+                if item is None:
+                    return
+                executor.submit(self.job(*item))
 
         try:
-            with ThreadPoolExecutor(workers) as pool:
-                futures = {pool.submit(task, s): s for s in todo}
-                for future in as_completed(futures):
-                    student = futures[future]
-                    new = self.record(student, future.result())
-                    rows = [r for r in rows if not (r["assignment"] == self.assignment and r["student"] == student)]
-                    rows += new
-                    self.write_rows(rows)
-                    for row in new:
-                        self.log(f"  {student}/{row['notebook']}: {row['score']:g}/{row['max_score']:g} "
-                                 f"{row['status']}{' - ' + row['reason'] if row['reason'] else ''}")
+            for student, paths in todo.items():
+                if not paths:  # graded before a kill, not yet recorded
+                    finish(student)
+            top_up()
+            while len(executor):
+                job, result = executor.next_done()
+                key = (job.student, job.name)
+                if result["clock"] == "wall" and job.attempt == 1:
+                    firsts[key] = result
+                    self.log(f"  {job.student}/{job.stem}: wall-clock timeout on {result['worker']}; "
+                             f"running it once more")
+                    executor.submit(dataclasses.replace(job, attempt=2), avoid=result["worker"])
+                    continue
+                self.save(job, result, firsts.pop(key, None))
+                bar.update()
+                if all(self.result_path(job.student, p).is_file() for p in self.sources):
+                    finish(job.student)
+                top_up()
         finally:
-            shutil.rmtree(self.work_root, ignore_errors=True)
+            bar.close()
+            if own:
+                executor.close()
         return [r for r in rows if r["assignment"] == self.assignment]
 
 
 def grade(assignment: str, course_dir, workers: int = 1, limits: Limits = Limits(), data_home=None,
-          regrade: bool = False, log=None) -> list[dict]:
-    """Grade ``DIR/submitted/*/<assignment>/`` (see the module docstring); returns the rows."""
+          regrade: bool = False, log=None, executor=None) -> list[dict]:
+    """Grade ``DIR/submitted/*/<assignment>/`` (see the module docstring); returns the rows.
+
+    ``executor``: where the jobs run (default: ``workers`` threads here).
+    """
     course_dir = Path(course_dir).resolve()
     if not is_assigned(course_dir, assignment):
         assign(assignment, course_dir)
-    return Grader(assignment, course_dir, limits, data_home, log).run(workers, regrade)
+    return Grader(assignment, course_dir, limits, data_home, log).run(executor, regrade, workers)

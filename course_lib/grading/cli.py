@@ -14,9 +14,13 @@ def add_grading_commands(sub) -> None:
     grade = sub.add_parser("grade", help="grade every submission, isolated, into the gradebook and grades.csv")
     grade.add_argument("assignment")
     grade.add_argument("--course-dir", required=True, help="nbgrader course folder")
-    grade.add_argument("--workers", type=int, default=1, help="submissions graded at once (default 1)")
-    grade.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default 60)")
-    grade.add_argument("--timeout", type=float, default=300, help="seconds per notebook in all (default 300)")
+    grade.add_argument("--workers", type=int, default=1,
+                       help="submissions graded at once (default 1); with --dask, Dask worker processes")
+    grade.add_argument("--cell-timeout", type=float, default=60, help="CPU seconds per cell (default 60)")
+    grade.add_argument("--timeout", type=float, default=300, help="CPU seconds per notebook in all (default 300)")
+    grade.add_argument("--wall-factor", type=float, default=3,
+                       help="wall-clock backstop, as a multiple of each CPU limit, for code that waits "
+                            "(default 3; a wall-clock timeout is re-run once)")
     grade.add_argument("--memory-mb", type=int, default=4096, help="memory per process, MiB (default 4096)")
     grade.add_argument("--max-output-mb", type=float, default=10, help="output per notebook, MiB (default 10)")
     grade.add_argument("--processes", type=int, default=256,
@@ -25,6 +29,16 @@ def add_grading_commands(sub) -> None:
                        help="data folder the submissions read the model zoo from (default: $COURSE_DATA_HOME "
                             "or ~/.cache/course-kit; it must be readable by all users)")
     grade.add_argument("--regrade", action="store_true", help="grade everyone again, even those in grades.csv")
+    dask = grade.add_argument_group("grading on Dask (book/grading.md)")
+    dask.add_argument("--dask", action="store_true",
+                      help="grade on a Dask LocalCluster of --workers processes started here (TLS on loopback)")
+    dask.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                      help="grade on the Dask cluster of this scheduler (tls://HOST:PORT)")
+    dask.add_argument("--tls-ca-file", default=None, help="CA certificate of a tls:// scheduler")
+    dask.add_argument("--tls-cert", default=None, help="this client's TLS certificate")
+    dask.add_argument("--tls-key", default=None, help="this client's TLS private key")
+    dask.add_argument("--insecure-scheduler", action="store_true",
+                      help="allow a scheduler address without TLS (tcp://): only on a network no one else reaches")
     grade.set_defaults(leaf_parser=grade, func=cmd_grade)
 
     feedback = sub.add_parser("feedback", help="HTML feedback for every graded student (nbgrader)")
@@ -41,14 +55,37 @@ def cmd_assign(args: argparse.Namespace) -> int:
     return 0
 
 
+def executor_for(args: argparse.Namespace):
+    """None (the local grader), or a ``cluster.DaskExecutor`` for --dask / --scheduler."""
+    if args.dask and args.scheduler:
+        raise ValueError("pass --dask (a cluster started here) or --scheduler ADDRESS (a running one), not both")
+    if args.scheduler:
+        from .cluster import DaskExecutor, check_address, tls_security
+
+        check_address(args.scheduler, args.insecure_scheduler)
+        security = (tls_security(args.tls_ca_file, args.tls_cert, args.tls_key)
+                    if args.scheduler.startswith(("tls://", "wss://")) else None)
+        return DaskExecutor.connect(args.scheduler, args.insecure_scheduler, security)
+    if args.dask:
+        from .cluster import DaskExecutor
+
+        return DaskExecutor.local(args.workers)
+    return None
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from .batch import grade
     from .sandbox import Limits
 
     limits = Limits(cell_timeout=args.cell_timeout, timeout=args.timeout, memory_mb=args.memory_mb,
-                    max_output_mb=args.max_output_mb, processes=args.processes)
-    rows = grade(args.assignment, args.course_dir, workers=args.workers, limits=limits,
-                 data_home=args.data_home, regrade=args.regrade)
+                    max_output_mb=args.max_output_mb, processes=args.processes, wall_factor=args.wall_factor)
+    executor = executor_for(args)
+    try:
+        rows = grade(args.assignment, args.course_dir, workers=args.workers, limits=limits,
+                     data_home=args.data_home, regrade=args.regrade, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     graded = sum(r["status"] == "graded" for r in rows)
     print(f"{len(rows)} notebooks recorded ({graded} graded, {len(rows) - graded} with a failure); "
           f"see {args.course_dir}/grades.csv", file=sys.stderr)

@@ -4,13 +4,16 @@ Used by ``course grade`` inside the sandbox (``python -m
 course_lib.grading.execute IN OUT STATUS ...``). Errors in a cell are kept
 as that cell's output and the next cells still run (a broken answer to one
 question costs that question only). The run stops, and says why, when a cell
-exceeds its time (``timeout``), the outputs exceed their cap (``output``),
+exceeds its time (``timeout``: CPU seconds of the kernel and every process it
+started, or, for a cell that waits, ``--wall-factor`` times as many seconds
+of wall clock), the outputs exceed their cap (``output``),
 the kernel dies (``crashed``) or a cell runs out of memory (``memory``: the
 kernel survives a ``MemoryError``, so the run goes on and reports it).
 
 nbclient raises ``CellTimeoutError`` and ``DeadKernelError`` outside
-papermill's ``PapermillExecutionError``, and keeps every output in memory
-without a cap; both are handled here.
+papermill's ``PapermillExecutionError``, keeps every output in memory
+without a cap, and times cells by the wall clock only; all three are
+handled here.
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: E402
 
+from course_lib.grading.cputime import CpuClock  # noqa: E402
+
 MEMORY_MARKS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc")
 
 
@@ -47,18 +52,23 @@ def _size(content: dict) -> int:
 
 
 class CappedClient(NotebookClient):
-    """An nbclient that stops a cell once all outputs together pass ``max_output_bytes``.
+    """An nbclient that stops a cell past ``cell_cpu_seconds`` of CPU or ``max_output_bytes`` of output.
 
-    Past the cap, outputs are dropped (so the runner's memory stays bounded)
+    Output past the cap is dropped (so the runner's memory stays bounded)
     and the kernel is interrupted; the run then stops with ``OutputLimitExceeded``.
-    A kernel that ignores the interrupt runs on, silently, until its cell timeout.
+    A kernel that ignores the interrupt runs on until a time limit stops it.
+    A cell whose kernel tree used more CPU seconds than its limit has its
+    kernel killed (``cpu_exceeded_cell`` says which); nbclient's own
+    ``timeout`` stays the wall-clock backstop.
     """
 
-    def __init__(self, nb, max_output_bytes: int, **kwargs):
+    def __init__(self, nb, max_output_bytes: int, cell_cpu_seconds: float | None = None, **kwargs):
         super().__init__(nb, **kwargs)
         self.max_output_bytes = max_output_bytes
+        self.cell_cpu_seconds = cell_cpu_seconds
         self.output_bytes = 0
         self.flooded_cell: int | None = None
+        self.cpu_exceeded_cell: int | None = None
 
     def process_message(self, msg, cell, cell_index):
         if msg.get("msg_type") in ("stream", "display_data", "execute_result", "update_display_data"):
@@ -72,8 +82,33 @@ class CappedClient(NotebookClient):
                 asyncio.ensure_future(interrupted)
         return None
 
+    async def _watch_cpu(self, cell_index: int) -> None:
+        """Kill the kernel's tree once this cell has used more than its CPU seconds."""
+        import psutil
+
+        pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
+        if pid is None:
+            raise RuntimeError("the kernel's pid is unknown (not a local kernel): cannot count CPU time")
+        clock = CpuClock(pid)
+        while clock.seconds() <= self.cell_cpu_seconds:
+            await asyncio.sleep(0.1)
+        self.cpu_exceeded_cell = cell_index
+        try:
+            kernel = psutil.Process(pid)
+            for process in [*kernel.children(recursive=True), kernel]:
+                process.kill()
+        except psutil.NoSuchProcess:
+            pass  # it died on its own meanwhile; nbclient reports the dead kernel either way
+
     async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
-        result = await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+        watch = None
+        if self.cell_cpu_seconds is not None and cell.cell_type == "code" and cell.source.strip():
+            watch = asyncio.ensure_future(self._watch_cpu(cell_index))
+        try:
+            result = await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+        finally:
+            if watch is not None:
+                watch.cancel()
         if self.flooded_cell is not None:
             raise OutputLimitExceeded(
                 f"cell {self.flooded_cell} printed more than {self.max_output_bytes / 2**20:.1f} MB")
@@ -103,31 +138,40 @@ def memory_error_in(nb) -> int | None:
     return None
 
 
-def run(nb, cell_timeout: float, max_output_bytes: int, cwd: str) -> dict:
-    """Execute ``nb`` in place; returns ``{"status": ..., "reason": ...}``."""
-    client = CappedClient(nb, max_output_bytes, timeout=cell_timeout, allow_errors=True,
+def run(nb, cell_timeout: float, max_output_bytes: int, cwd: str, wall_factor: float = 3.0) -> dict:
+    """Execute ``nb`` in place; returns ``{"status": ..., "reason": ..., "clock": ...}``.
+
+    ``cell_timeout``: CPU seconds per cell; ``clock`` is "cpu" or "wall" for
+    a ``timeout`` (which limit stopped it), else "".
+    """
+    client = CappedClient(nb, max_output_bytes, cell_cpu_seconds=cell_timeout,
+                          timeout=cell_timeout * wall_factor, allow_errors=True,
                           kernel_name="python3", resources={"metadata": {"path": cwd}},
                           record_timing=False, shutdown_kernel="immediate")
-    status, reason = "ok", ""
+    status, reason, clock = "ok", "", ""
     try:
         client.execute()
-    except CellTimeoutError as err:
+    except CellTimeoutError:
         if client.flooded_cell is not None:
             status, reason = "output", f"cell {client.flooded_cell} printed more than the output cap"
         else:
-            status, reason = "timeout", f"a cell ran longer than {cell_timeout:g} s ({str(err).splitlines()[0]})"
+            status, reason, clock = "timeout", (f"a cell ran longer than {cell_timeout * wall_factor:g} s of "
+                                                f"wall clock (the backstop for code that waits)"), "wall"
     except OutputLimitExceeded as err:
         status, reason = "output", str(err)
     except DeadKernelError as err:
         if client.flooded_cell is not None:
             status, reason = "output", f"cell {client.flooded_cell} printed more than the output cap"
+        elif client.cpu_exceeded_cell is not None:
+            status, reason, clock = "timeout", (f"cell {client.cpu_exceeded_cell} used more than "
+                                                f"{cell_timeout:g} s of CPU time"), "cpu"
         else:
             status, reason = "crashed", f"the kernel died ({err})"
     if status == "ok":
         cell = memory_error_in(nb)
         if cell is not None:
             status, reason = "memory", f"cell {cell} ran out of memory"
-    return {"status": status, "reason": reason}
+    return {"status": status, "reason": reason, "clock": clock}
 
 
 def main(argv=None) -> int:
@@ -137,9 +181,10 @@ def main(argv=None) -> int:
     parser.add_argument("status")
     parser.add_argument("--cell-timeout", type=float, default=60)
     parser.add_argument("--max-output-bytes", type=int, default=10 * 2**20)
+    parser.add_argument("--wall-factor", type=float, default=3.0)
     args = parser.parse_args(argv)
     nb = nbformat.read(args.notebook, as_version=4)
-    result = run(nb, args.cell_timeout, args.max_output_bytes, os.getcwd())
+    result = run(nb, args.cell_timeout, args.max_output_bytes, os.getcwd(), args.wall_factor)
     nbformat.write(nb, args.output)
     Path(args.status).write_text(json.dumps(result))
     return 0

@@ -3,7 +3,9 @@
 What is in force depends on the machine; ``isolation()`` finds out once and
 ``Isolation.describe()`` says it plainly, so no report claims more than ran:
 
-- always: a whole-run time limit (the process tree is killed), memory
+- always: a whole-run limit on CPU time (the process tree is killed; CPU
+  seconds, not wall-clock ones, so a grade does not depend on how busy the
+  machine is), a wall-clock backstop ``wall_factor`` times longer, memory
   (``RLIMIT_DATA``: allocations past it fail with MemoryError), file size
   (``RLIMIT_FSIZE``), no core dumps, a scrubbed environment and a fresh
   working folder;
@@ -19,6 +21,8 @@ What is in force depends on the machine; ``isolation()`` finds out once and
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import resource
@@ -27,24 +31,42 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cputime import CpuClock
+
 FIRST_SANDBOX_UID = 61000  # slot n runs as uid 61000 + n; no file on the machine is theirs
+POLL_SECONDS = 0.25  # how often the CPU time of a running submission is read
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-submission limits: seconds, MiB, and processes (threads count)."""
+    """Per-submission limits: CPU seconds, MiB, and processes (threads count).
+
+    ``cell_timeout`` and ``timeout`` count CPU seconds of the submission's
+    processes (per cell: the kernel's tree; in all: every process of the
+    run). Code that waits (``time.sleep``, a blocking read) uses no CPU; it is
+    stopped by the wall clock at ``wall_factor`` times either limit.
+    """
 
     cell_timeout: float = 60.0
     timeout: float = 300.0
     memory_mb: int = 4096
     max_output_mb: float = 10.0
     processes: int = 256
+    wall_factor: float = 3.0
+
+    def wall(self, cpu_seconds: float) -> float:
+        """The wall-clock backstop for a limit of ``cpu_seconds``."""
+        return cpu_seconds * self.wall_factor
 
     def __post_init__(self):
+        if not self.wall_factor >= 1:
+            raise ValueError(f"wall_factor must be at least 1 (the wall clock cannot run slower than "
+                             f"the CPU clock of one process), got {self.wall_factor}")
         for name in ("cell_timeout", "timeout", "memory_mb", "max_output_mb", "processes"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -57,7 +79,7 @@ class Isolation:
 
     def describe(self) -> list[str]:
         """One line per protection: in force, or not and why."""
-        lines = ["time limit per cell and per notebook: yes",
+        lines = ["time limit per cell and per notebook: yes, in CPU seconds (wall clock only as a backstop)",
                  "memory limit (RLIMIT_DATA) and output cap: yes"]
         if self.namespaces:
             lines += ["network: none (new network namespace, loopback only)",
@@ -66,7 +88,7 @@ class Isolation:
         else:
             lines += ["network: NOT isolated (needs root and unshare)",
                       "processes: process group killed at the end; a process that calls setsid "
-                      "can outlive the grading; no process-count limit",
+                      "can outlive the grading, and its CPU time is not counted; no process-count limit",
                       "course folder: NOT hidden (the submission runs as the grader's user)"]
         lines.append("unprivileged user: " + ("yes, one uid per worker slot" if self.unprivileged_user
                                               else "NO (runs as the grader's user)"))
@@ -91,6 +113,57 @@ def slot_uid(slot: int) -> int:
     return FIRST_SANDBOX_UID + slot
 
 
+def _uid_in_use(uid: int, wait: float = 2.0) -> bool:
+    """Whether processes of ``uid`` are still alive after up to ``wait`` seconds."""
+    import psutil
+
+    deadline = time.monotonic() + wait
+    while True:
+        alive = any(p.info["uids"] and p.info["uids"].real == uid for p in psutil.process_iter(["uids"]))
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+SLOT_LOCKS = Path(tempfile.gettempdir()) / f"course-grade-slots-{os.geteuid()}"
+MAX_SLOTS = 1024
+
+
+@contextlib.contextmanager
+def claim_slot(slot: int | None = None):
+    """Yield a worker slot no other grading on this machine holds (``slot`` given: that one, unlocked).
+
+    Every grading thread or process (the local grader's, each Dask worker's)
+    takes the lowest free slot, held by an ``flock`` on a file in
+    ``SLOT_LOCKS``: two sandboxes never share a uid (whose process limit
+    they would share), and a killed holder frees its slot with its process.
+    A slot whose uid still has processes (a killed holder's fork bomb being
+    torn down) is passed over: they would count against the next sandbox's
+    process limit.
+    """
+    if slot is not None:
+        yield slot
+        return
+    SLOT_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    for candidate in range(MAX_SLOTS):
+        fd = os.open(SLOT_LOCKS / f"{candidate}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        if isolation().unprivileged_user and _uid_in_use(slot_uid(candidate)):
+            os.close(fd)
+            continue
+        try:
+            yield candidate
+        finally:
+            os.close(fd)  # (closing drops the lock)
+        return
+    raise RuntimeError(f"all {MAX_SLOTS} grading slots of this machine are taken ({SLOT_LOCKS}); "
+                       f"run fewer graders or workers at once")
+
+
 def _set_limits(limits: Limits) -> None:
     """In the child before exec: the limits, and death with the grader (Linux's PR_SET_PDEATHSIG)."""
     if sys.platform.startswith("linux"):
@@ -103,14 +176,19 @@ def _set_limits(limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (files, files))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+    # a backstop per process for the grader's CPU watch, which stops the whole tree at limits.timeout
+    cpu = int(limits.timeout * 1.5) + 10
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 
 
 @dataclass
 class Outcome:
     returncode: int | None
     timed_out: bool
-    seconds: float
+    seconds: float  # wall clock
     stderr: str
+    clock: str = ""  # which limit stopped it when timed_out: "cpu" or "wall"
+    cpu_seconds: float = 0.0
 
 
 def prepare_folder(folder: Path, slot: int) -> Path:
@@ -200,17 +278,26 @@ def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
     proc = subprocess.Popen(argv, cwd=folder, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             preexec_fn=lambda: _set_limits(limits), start_new_session=True)
-    timed_out = False
+    clock, cpu = "", CpuClock(proc.pid)
     try:
-        _, stderr = proc.communicate(timeout=limits.timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
+        while True:
+            try:  # (communicate may be called again after its timeout; stderr keeps draining)
+                _, stderr = proc.communicate(timeout=POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if cpu.seconds() > limits.timeout:
+                clock = "cpu"
+            elif time.perf_counter() - start > limits.wall(limits.timeout):
+                clock = "wall"
+            if clock:
+                os.killpg(proc.pid, signal.SIGKILL)
+                _, stderr = proc.communicate()
+                break
     finally:
         try:  # whatever is left of the group (the only cleanup without namespaces)
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    return Outcome(proc.returncode, timed_out, time.perf_counter() - start,
-                   stderr.decode(errors="replace")[-4000:])
+    return Outcome(proc.returncode, bool(clock), time.perf_counter() - start,
+                   stderr.decode(errors="replace")[-4000:], clock, cpu.peak)

@@ -16,6 +16,12 @@ killed run resumes from. Three kinds of small objects change what an epoch does:
   of each epoch and of each step (eps warm-up, one-cycle lr, the
   catastrophic-overfitting guard).
 
+Under ``torchrun`` (``train/distributed.py``) the same fit runs on every
+process: the model is wrapped in ``DistributedDataParallel``, each process
+trains on its shard of every global batch of ``batch_size`` (the effective
+batch), evaluation sums its counts over the processes, and only rank 0 writes
+the history and checkpoints while the others wait for it.
+
 Randomness comes from generators the run owns (``engine.generator`` shuffles
 the data, ``engine.attack_generator`` draws attacks' random starts), seeded
 from ``seed``; the engine never reseeds torch's global RNG. Data augmentation
@@ -37,6 +43,7 @@ from tqdm.auto import tqdm
 from ..config import get_device, show_progress
 from ..io import atomic_torch_save, atomic_write_json
 from .batch import Batch, loaded_to
+from .distributed import EpochShards, barrier, processes, shard_of_each_example, sum_over_processes
 from .metrics import Accuracy
 
 
@@ -58,7 +65,8 @@ class Engine:
         objective: ``(model, batch) -> (loss, metrics)``; default cross-entropy.
         batches: a batch maker; default the clean batches as loaded.
         callbacks: objects with any of the hooks of ``callbacks.Callback``.
-        batch_size: examples per step.
+        batch_size: examples per step (the effective batch: under torchrun, each of
+            N processes takes ``batch_size / N`` of them).
         device: "auto", "cpu" or "cuda[:N]"; the model moves there.
         seed: seeds the run's own generators (shuffling, attacks' random starts).
         channels_last: store 4-D inputs and weights channels-last (faster
@@ -83,9 +91,24 @@ class Engine:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        self.procs = processes()
+        if batch_size % self.procs.world:
+            raise ValueError(f"batch_size {batch_size} (the effective batch) must be a multiple of the "
+                             f"{self.procs.world} processes; change the batch size or --nproc_per_node")
         self.device = device if isinstance(device, torch.device) else get_device(device)
+        if self.procs.several and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.procs.local_rank)  # one GPU per process
         self.channels_last = channels_last
         self.model = place(model, self.device, channels_last)
+        # what the objective trains: the model itself, or its DistributedDataParallel wrapper
+        self.train_model = self.model
+        if self.procs.several:
+            from torch.nn.parallel import DistributedDataParallel
+
+            if self.device.type == "cuda":  # batch statistics over the global batch (CUDA-only in torch)
+                nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # swaps the children in place
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = optimizer
         self.objective = objective if objective is not None else CrossEntropy()
         self.batches = batches if batches is not None else CleanBatches()
@@ -114,8 +137,22 @@ class Engine:
     # -- one epoch ------------------------------------------------------------------------
 
     def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
-                          generator=self.generator if shuffle else None, num_workers=self.num_workers)
+        if not self.procs.several:
+            return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
+                              generator=self.generator if shuffle else None, num_workers=self.num_workers)
+        if shuffle:  # the epoch's order from the run's generator, in the same state on every process
+            sampler = EpochShards(len(dataset), self.procs.rank, self.procs.world, self.generator)
+        else:  # evaluation: every example on exactly one process
+            sampler = shard_of_each_example(len(dataset), self.procs)
+        return DataLoader(dataset, batch_size=self.batch_size // self.procs.world, sampler=sampler,
+                          drop_last=drop_last, generator=self.generator if shuffle else None,
+                          num_workers=self.num_workers)
+
+    def _steps_per_epoch(self, train: Dataset, drop_last: bool) -> int:
+        if not self.procs.several:
+            return len(self._loader(train, shuffle=False, drop_last=drop_last))
+        share, local = -(-len(train) // self.procs.world), self.batch_size // self.procs.world
+        return share // local if drop_last else -(-share // local)
 
     def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         """Move a tensor to the run's device (channels-last when it is a 4-D image batch)."""
@@ -140,12 +177,12 @@ class Engine:
         self.model.train()
         sums, seen = {}, 0
         loader = self._loader(dataset, shuffle=True, drop_last=getattr(self.objective, "drop_last", False))
-        bar = tqdm(loader, desc="train", leave=False, disable=not show_progress(self.progress))
+        bar = tqdm(loader, desc="train", leave=False, disable=not show_progress(self.progress) or not self.procs.main)
         for loaded in bar:
             self._call("on_step_start")
             batch = self.batches(self, loaded_to(loaded, self.to_device))
             with self._autocast():
-                loss, metrics = self.objective(self.model, batch)
+                loss, metrics = self.objective(self.train_model, batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -156,10 +193,12 @@ class Engine:
                 sums[key] = sums.get(key, 0.0) + float(value) * n
             seen += n
             bar.set_postfix({k: f"{v / seen:.3g}" for k, v in sums.items()})
+        totals = sum_over_processes({**sums, " seen": seen}, self.device)
+        seen = totals.pop(" seen")
         if seen == 0:
             raise ValueError(f"the training set gives no full batch of {self.batch_size}; "
                              "use a smaller batch_size or more data")
-        return {key: value / seen for key, value in sums.items()}
+        return {key: value / seen for key, value in totals.items()}
 
     def measure(self, dataset: Dataset) -> dict[str, float]:
         """The metrics object's values on ``dataset`` (means over its examples), e.g. {"loss", "acc"}.
@@ -180,9 +219,11 @@ class Engine:
                     seen += len(batch)
         finally:
             self.model.train(was_training)
+        totals = sum_over_processes({**sums, " seen": seen}, self.device)  # each process's shard
+        seen = totals.pop(" seen")
         if seen == 0:
             raise ValueError("cannot evaluate on an empty dataset")
-        return {key: value / seen for key, value in sums.items()}
+        return {key: value / seen for key, value in totals.items()}
 
     def evaluate(self, dataset: Dataset) -> tuple[float, float]:
         """(mean loss, accuracy %) on ``dataset``: the course's pair, from metrics that give both."""
@@ -228,7 +269,7 @@ class Engine:
         self.epochs, self.step, self.stop = epochs, 0, False
         self.history, self.best_epoch, self.best_value = {}, -1, None
         drop_last = getattr(self.objective, "drop_last", False)
-        self.steps_per_epoch = len(self._loader(train, shuffle=False, drop_last=drop_last))
+        self.steps_per_epoch = self._steps_per_epoch(train, drop_last)
         fingerprint = self._fingerprint(train, val, test)  # before callbacks change the plug-ins
         self._call("on_fit_start")
         out = Path(output_dir) if output_dir is not None else None
@@ -238,8 +279,9 @@ class Engine:
         start_epoch, elapsed = 0, 0.0
         best_state = None
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            ckpt.mkdir(parents=True, exist_ok=True)
+            if self.procs.main:
+                out.mkdir(parents=True, exist_ok=True)
+                ckpt.mkdir(parents=True, exist_ok=True)
             state_path = ckpt / f"{run_name}.state.pt"
             if resume and state_path.exists():
                 start_epoch, elapsed = self._load_state(state_path, fingerprint)
@@ -247,7 +289,7 @@ class Engine:
                     best_state = torch.load(ckpt / f"{run_name}.pt", map_location=self.device)["model"]
         start = began - elapsed
         epochs_bar = tqdm(range(start_epoch, epochs), desc="epochs", initial=start_epoch, total=epochs,
-                          disable=not show_progress(self.progress))
+                          disable=not show_progress(self.progress) or not self.procs.main)
         for epoch in epochs_bar:
             if self.stop:
                 break
@@ -265,7 +307,9 @@ class Engine:
             if improved and restore_best:
                 best_state = copy.deepcopy(self.model.state_dict())
             if out is not None:
-                self._save(out, ckpt, run_name, record, epoch, improved, fingerprint)
+                if self.procs.main:  # the one writer; the others wait, so a resume finds its epoch
+                    self._save(out, ckpt, run_name, record, epoch, improved, fingerprint)
+                barrier()
         self._call("on_fit_end")
         if restore_best and best_state is not None:
             self.model.load_state_dict(best_state)

@@ -28,6 +28,7 @@ from torch import nn
 from ..config import data_home, get_device, get_profile
 from ..evaluation import accuracy
 from ..io import atomic_write_json
+from .distributed import barrier, processes
 from ..pixel_input import PixelInput
 from .engine import Engine, place
 from .optimizers import make_optimizer
@@ -137,6 +138,8 @@ def build(name: str, profile="quick", data_home=None, device: str = "auto", seed
     Training runs in a forked RNG (the caller's global RNG is left as it was);
     a build that was killed resumes from its last finished epoch; a second
     process asking for the same build waits for the first and loads its result.
+    Under torchrun every process trains (``train/distributed.py``); rank 0
+    holds the lock and writes the folder, the others wait for it and load.
     """
     recipe = get_recipe(name)
     folder, splits = run_folder(name, profile, data_home, seed)
@@ -150,6 +153,8 @@ def build(name: str, profile="quick", data_home=None, device: str = "auto", seed
             f"zoo model {name!r} ({profile}) is not built in {folder.parent} and this process cannot "
             f"write there; build it first as its owner: `course models build {name} --profile {profile} "
             f"--data-home {folder.parent.parent}`")
+    if not processes().main:  # rank 0 holds the lock for the whole run; this process trains beside it
+        return _build(recipe, name, folder, splits, profile, device, seed, progress)
     with _build_lock(folder):
         return _build(recipe, name, folder, splits, profile, device, seed, progress)
 
@@ -193,7 +198,10 @@ def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev
     engine = Engine(model, optimizer, plan.objective, plan.batches, plan.callbacks,
                     batch_size=settings["batch_size"], device=dev, seed=seed, monitor=plan.monitor,
                     metrics=plan.metrics, progress=progress)
-    print(f"zoo: building {name} ({recipe.summary}) into {folder}", flush=True)
+    procs = engine.procs
+    if procs.main:
+        print(f"zoo: building {name} ({recipe.summary}) into {folder}"
+              + (f" on {procs.world} processes" if procs.several else ""), flush=True)
     history = engine.fit(splits.train, settings["epochs"], splits.val, splits.test, output_dir=folder,
                          run_name=stem, resume=True)
     seconds = history["seconds"][-1]
@@ -202,13 +210,20 @@ def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev
     model.eval()
     start = time.perf_counter()
     torch.manual_seed(seed)  # the metrics' own random starts, the same whatever training drew
-    metrics = (recipe.evaluate(model, splits, settings) if recipe.evaluate is not None
-               else {f"test_{key}": value for key, value in engine.measure(splits.test).items()})
+    if recipe.evaluate is not None:  # a recipe's own evaluation runs on rank 0 only
+        metrics = recipe.evaluate(model, splits, settings) if procs.main else {}
+    else:  # every process measures its shard; the counts are summed
+        metrics = {f"test_{key}": value for key, value in engine.measure(splits.test).items()}
     eval_seconds = time.perf_counter() - start
-    atomic_write_json(result_path, {"name": name, "settings": settings, "seed": seed, "metrics": metrics,
-                                    "seconds": seconds, "eval_seconds": eval_seconds,
-                                    "best_epoch": engine.best_epoch + 1, "epochs_run": len(history["seconds"]),
-                                    "data": splits.identity, "torch": torch.__version__})
+    if procs.main:
+        atomic_write_json(result_path, {"name": name, "settings": settings, "seed": seed, "metrics": metrics,
+                                        "seconds": seconds, "eval_seconds": eval_seconds,
+                                        "best_epoch": engine.best_epoch + 1,
+                                        "epochs_run": len(history["seconds"]),
+                                        "data": splits.identity, "torch": torch.__version__})
+    barrier()
+    if not procs.main:  # the folder rank 0 wrote, loaded as any finished build
+        return _load_or_train(recipe, name, folder, splits, profile, dev, seed, progress)
     return ZooModel(name, model, history, metrics, seconds, eval_seconds, settings, splits, folder,
                     built_now=True, input_normalisation=recipe.input_normalisation)
 

@@ -9,7 +9,10 @@ only if the attempt *failed*, so its score proves the isolation held.
 from __future__ import annotations
 
 import copy
+import csv
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import nbformat
@@ -169,3 +172,39 @@ def submission(case: Case, release, course_dir):
             if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
                 cell.source = next(answers)
     return case.edit(nb, course_dir) if case.edit else nb
+
+
+def write_course(course: Path, port: int = 9, extra: tuple[Case, ...] = (), corpus: bool = True) -> list[Case]:
+    """A course folder with ``tiny`` assigned and one submission per case (the corpus unless not
+    ``corpus``, then ``extra``)."""
+    from course_lib.grading.course import assign
+
+    from .tiny import source_notebook
+
+    (course / "source" / "tiny").mkdir(parents=True)
+    nbformat.write(source_notebook(), course / "source" / "tiny" / "tiny.ipynb")
+    release = nbformat.read(assign("tiny", course) / "tiny.ipynb", as_version=4)
+    made_cases = (cases(course, port) if corpus else []) + list(extra)
+    for case in made_cases:
+        path = course / "submitted" / case.name / "tiny" / "tiny.ipynb"
+        path.parent.mkdir(parents=True)
+        made = submission(case, release, course)
+        path.write_text(made) if isinstance(made, str) else nbformat.write(made, path)
+    return made_cases
+
+
+def read_rows(course: Path) -> list[dict]:
+    """``grades.csv``'s rows ([] before the first is written)."""
+    if not (course / "grades.csv").is_file():
+        return []
+    with open(course / "grades.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+CASE_NAMES = [c.name for c in cases(Path("/course"))]
+HOSTILE_WORKERS = 4  # the grader at more slots than cores: submissions wait on time limits and kernel starts
+LIMITS = ["--cell-timeout", "4", "--timeout", "40", "--memory-mb", "1024", "--max-output-mb", "1"]

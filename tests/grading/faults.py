@@ -1,0 +1,20 @@
+"""A Dask task for the tests: grades as the kit does, except that one student's job kills its worker.
+
+A submission in the kit's sandbox cannot reach its worker (another uid, a
+PID namespace), so the tests play the part of what can (a driver bug, the
+kernel's OOM killer, a node lost): the worker dies by a segmentation fault
+each time it takes that job.
+"""
+from __future__ import annotations
+
+import ctypes
+
+from course_lib.grading.job import Job, grade_on_dask_worker
+
+KILLS_WORKER = "kills_worker"
+
+
+def grade_or_kill_worker(job: Job) -> dict:
+    if job.student == KILLS_WORKER:
+        ctypes.string_at(0)  # SIGSEGV: the worker process dies here
+    return grade_on_dask_worker(job)

@@ -1,0 +1,103 @@
+"""The engine under torchrun (2 processes, Gloo on the CPU, loopback) against one process.
+
+A small MLP, 2 epochs of 4 global batches of 12: the weights after 2
+processes must equal one process's, only rank 0 writes, the odd-sized
+validation set is counted once, and a run stopped after its first epoch on
+2 processes resumes on 1 to the same weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from course_lib.train.distributed import EpochShards, Processes, shard_of_each_example
+
+from .conftest import REPO
+
+FIT = REPO / "tests" / "distributed" / "fit.py"
+
+
+def _run(out, tag: str, processes: int, epochs: int = 2, run: str | None = None) -> None:
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+                if processes > 1 else [sys.executable])
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    done = subprocess.run([*launcher, str(FIT), str(out), "--tag", tag, "--epochs", str(epochs),
+                           "--folder", run or tag], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _result(out, tag: str):
+    return (torch.load(out / f"{tag}-weights.pt", weights_only=True),
+            json.loads((out / f"{tag}-result.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    _run(out, "one", 1)
+    _run(out, "two", 2)
+    _run(out, "stopped", 2, epochs=1, run="resumed")  # stopped after epoch 1 on 2 processes...
+    _run(out, "resumed", 1, epochs=2, run="resumed")  # ...and finished on 1
+    return out
+
+
+def _close(a: dict, b: dict, atol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=atol), (key, (a[key] - b[key]).abs().max())
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_same_weights_as_one(runs):
+    one, one_result = _result(runs, "one")
+    two, two_result = _result(runs, "two")
+    assert (one_result["world"], two_result["world"]) == (1, 2) and one_result["steps"] == two_result["steps"] == 8
+    _close(one, two)
+    for key in ("train_loss", "val_loss", "val_acc"):
+        assert two_result["history"][key] == pytest.approx(one_result["history"][key], abs=1e-5), key
+
+
+@pytest.mark.slow
+def test_evaluation_counts_every_example_once(runs):
+    one, two = _result(runs, "one")[1], _result(runs, "two")[1]
+    assert two["measured"] == pytest.approx(one["measured"], abs=1e-5)
+    correct = two["measured"]["acc"] * 7 / 100  # a whole number of the 7 examples, not of 8 (a repeated one)
+    assert correct == pytest.approx(round(correct), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_only_rank_zero_writes(runs):
+    rank0 = json.loads((runs / "two-writes-rank0.json").read_text())
+    rank1 = json.loads((runs / "two-writes-rank1.json").read_text())
+    assert rank1 == [] and {"fit.json", "fit.state.pt", "fit.pt"} <= set(rank0), (rank0, rank1)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_on_two_processes_resumes_on_one(runs):
+    resumed, result = _result(runs, "resumed")
+    _close(_result(runs, "two")[0], resumed)
+    stopped = _result(runs, "stopped")[1]
+    assert result["history"]["train_loss"][0] == stopped["history"]["train_loss"][0], "epoch 1 was not redone"
+    writes = json.loads((runs / "resumed-writes-rank0.json").read_text())
+    assert writes.count("fit.state.pt") == 1 and result["steps"] == 8, "one more epoch after the 4 steps of one"
+
+
+def test_epoch_shards_give_one_process_global_batches_and_each_test_example_once():
+    n, batch = 48, 12
+    for world in (1, 2, 3, 4):
+        shards = [list(EpochShards(n, rank, world, torch.Generator().manual_seed(5))) for rank in range(world)]
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(5)).tolist()
+        local = batch // world
+        for k in range(n // batch):
+            together = sorted(i for shard in shards for i in shard[k * local:(k + 1) * local])
+            assert together == sorted(order[k * batch:(k + 1) * batch]), (world, k)
+    for world in (2, 3):
+        seen = [i for rank in range(world) for i in shard_of_each_example(7, Processes(rank, world))]
+        assert sorted(seen) == list(range(7))
+    with pytest.raises(ValueError, match="generator"):
+        EpochShards(7, 0, 2)

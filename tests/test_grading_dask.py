@@ -1,0 +1,208 @@
+"""Grading on a Dask LocalCluster: the hostile corpus under a CPU hog per core, a worker killed midway.
+
+One batch on 2 worker processes grades the corpus (plus a submission whose
+job kills its worker) while one busy process per core competes for the CPU;
+one worker is killed by its pid once 8 rows are written, and its replacement
+takes 20 s to start (longer than Dask's default lost-worker timeout, which
+once closed both nannies of a loaded CI machine and left a batch waiting
+forever). Its grades must equal the local grader's on an idle machine
+(``hostile_batch``), each submission recorded exactly once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import psutil
+import pytest
+
+from course_lib.grading.sandbox import FIRST_SANDBOX_UID, Limits, isolation
+
+from .grading.corpus import CASE_NAMES, Case, read_rows, write_course
+from .grading.faults import KILLS_WORKER
+
+SLOW_RESTART = Path(__file__).parent / "grading" / "slow_restart.py"
+
+LIMITS = Limits(cell_timeout=4, timeout=40, memory_mb=1024, max_output_mb=1)  # as the hostile batch's
+
+
+def _dask_processes() -> list[psutil.Process]:
+    """The nannies and workers a LocalCluster spawned (not multiprocessing's resource tracker)."""
+    return [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+
+
+@pytest.fixture(scope="module")
+def dask_batch(tmp_path_factory):
+    from course_lib.grading.batch import grade
+    from course_lib.grading.cluster import DaskExecutor
+
+    from .grading.faults import grade_or_kill_worker
+
+    course = tmp_path_factory.mktemp("dask_course")
+    server = socket.create_server(("127.0.0.1", 0))
+    corpus = write_course(course, server.getsockname()[1], (Case(KILLS_WORKER),))
+    marker = course.parent / "slow_restart.marker"  # the victim's restart outlasts Dask's lost-worker timeout
+    os.environ["COURSE_TEST_SLOW_RESTART"] = str(marker)
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    log, outcome = [], {}
+    executor = DaskExecutor.local(2, task=grade_or_kill_worker, worker_options={"preload": [str(SLOW_RESTART)]})
+    try:
+        first_workers = executor.client.run(os.getpid)
+        grading = threading.Thread(target=lambda: outcome.update(rows=grade(
+            "tiny", course, limits=LIMITS, log=log.append, executor=executor)))
+        grading.start()
+        deadline = time.monotonic() + 300
+        while len(read_rows(course)) < 8 and grading.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        victim = sorted(executor.client.run(os.getpid).items())[0]
+        marker.write_text(str(executor.client.scheduler_info()["workers"][victim[0]]["name"]))
+        os.kill(victim[1], signal.SIGKILL)
+        rows_at_kill = len(read_rows(course))
+        grading.join(600)
+        workers_after = executor.client.run(os.getpid)
+        assert not grading.is_alive(), (f"the Dask batch did not finish in 10 minutes; workers now "
+                                        f"{workers_after}; its log ends:\n" + "\n".join(log[-15:]))
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+        executor.close()
+        server.close()
+        del os.environ["COURSE_TEST_SLOW_RESTART"]
+    assert "rows" in outcome, "\n".join(log[-20:])
+    return {"course": course, "corpus": {c.name: c for c in corpus}, "rows": read_rows(course), "log": log,
+            "rows_at_kill": rows_at_kill, "victim": victim, "first_workers": first_workers,
+            "workers_after": workers_after, "slow_restart": marker.with_suffix(".slept").is_file()}
+
+
+def _row(rows, name):
+    (row,) = [r for r in rows if r["student"] == name]
+    return row
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_dask_under_load_grades_as_the_local_grader_on_an_idle_machine(dask_batch, hostile_batch, name):
+    case = dask_batch["corpus"][name]
+    if case.isolated and not isolation().namespaces:
+        pytest.skip("needs namespaces and a sandbox uid (root with unshare, setpriv and ip)")
+    dask, local = _row(dask_batch["rows"], name), _row(hostile_batch["rows"], name)
+    if len(case.status) == 1 and not isinstance(case.score, tuple):  # one fair outcome: the same one
+        assert (dask["status"], dask["score"]) == (local["status"], local["score"]), (dask, local)
+    else:  # fork_bomb and print_gigabytes: which limit trips first is a race on either grader
+        assert dask["status"] in case.status and case.fair(float(dask["score"])), dask
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_nothing_and_nothing_is_recorded_twice(dask_batch):
+    course = dask_batch["course"]
+    assert 8 <= dask_batch["rows_at_kill"] < len(dask_batch["corpus"]), "the kill came halfway"
+    address, pid = dask_batch["victim"]
+    assert not psutil.pid_exists(pid) and pid not in dask_batch["workers_after"].values()
+    assert dask_batch["slow_restart"], "the victim's replacement slept past Dask's lost-worker timeout"
+    assert len(dask_batch["workers_after"]) == 2, "the nanny replaced the killed worker, however slowly"
+    assert sorted(r["student"] for r in dask_batch["rows"]) == sorted(dask_batch["corpus"])
+    log = (course / ".course-grade" / "tiny" / "executions.log").read_text().splitlines()
+    assert sorted(line.split("\t")[0] for line in log) == sorted(dask_batch["corpus"]), "each recorded once"
+    with sqlite3.connect(course / "gradebook.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT COUNT(*) FROM submitted_notebook").fetchone() == (len(dask_batch["corpus"]),)
+
+
+@pytest.mark.slow
+def test_the_workers_scores_are_the_gradebooks(dask_batch):
+    for row in dask_batch["rows"]:
+        result = json.loads((dask_batch["course"] / ".course-grade" / "tiny" / row["student"] /
+                             "tiny.result.json").read_text())
+        assert sum(score for score, _ in result["scores"].values()) == pytest.approx(float(row["score"])), row
+
+
+@pytest.mark.slow
+def test_a_job_that_kills_its_worker_every_time_ends_crashed(dask_batch):
+    row = _row(dask_batch["rows"], KILLS_WORKER)
+    assert row["status"] == "crashed" and "died 3 times" in row["reason"], row
+    assert float(row["score"]) == 0.0
+
+
+@pytest.mark.slow
+def test_a_wall_clock_timeout_is_run_again_on_another_worker(dask_batch):
+    row = _row(dask_batch["rows"], "sleep_forever")
+    result = json.loads((dask_batch["course"] / ".course-grade" / "tiny" / "sleep_forever" /
+                         "tiny.result.json").read_text())
+    assert result["attempts"] == 2 and "also hit a wall-clock timeout" in row["reason"], (row, result)
+    first = row["reason"].split("the first run (on ")[1].split(")")[0]
+    assert first.startswith("tls://") and result["worker"] != first, (result, first)
+
+
+@pytest.mark.slow
+def test_nothing_of_the_cluster_is_left_running(dask_batch):
+    assert not _dask_processes()
+    left = [p.pid for p in psutil.process_iter(["uids"])
+            if FIRST_SANDBOX_UID <= p.info["uids"].real < FIRST_SANDBOX_UID + 64]
+    assert not left
+
+
+def test_a_batch_with_no_worker_left_stops_with_an_error_that_says_how_to_resume(monkeypatch):
+    from distributed import Client, LocalCluster
+
+    from course_lib.grading import cluster
+
+    monkeypatch.setattr(cluster, "POLL_SECONDS", 0.2)
+    job = types.SimpleNamespace(student="ada", stem="tiny", attempt=1)
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as local, Client(local) as client:
+        executor = cluster.DaskExecutor(client, patience=1.0, task=len)
+        executor.submit(job)
+        outcome = {}
+        waiting = threading.Thread(target=lambda: outcome.update(error=pytest.raises(
+            cluster.NoWorkers, executor.next_done)))
+        waiting.start()
+        waiting.join(60)
+        assert not waiting.is_alive(), "next_done waited for a worker past its patience"
+    message = str(outcome["error"].value)
+    assert "has had no worker for" in message and "run the same command again to resume" in message
+    assert "1 submissions waiting" in message
+
+
+def test_a_scheduler_without_tls_is_refused_unless_the_instructor_insists(tmp_path):
+    from course_lib.grading.cluster import check_address, tls_security
+
+    check_address("tls://grader.example.org:8786")
+    for address in ("tcp://10.0.0.5:8786", "10.0.0.5:8786", "ws://10.0.0.5:8786"):
+        with pytest.raises(ValueError, match="--insecure-scheduler"):
+            check_address(address)
+        check_address(address, insecure=True)
+    with pytest.raises(ValueError, match="unknown scheme"):
+        check_address("ucx://10.0.0.5:8786")
+    with pytest.raises(ValueError, match="--tls-key"):
+        tls_security("ca.pem", "client.pem", None)
+    command = [sys.executable, "-m", "course_lib.cli", "grade", "tiny", "--course-dir", str(tmp_path),
+               "--scheduler", "tcp://10.0.0.5:8786"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "has no TLS" in refused.stderr, refused.stderr[-2000:]
+    assert not (tmp_path / "grades.csv").exists() and not (tmp_path / "release").exists()
+
+
+@pytest.mark.slow
+def test_grading_on_a_running_scheduler_by_its_address(tmp_path):
+    from distributed import LocalCluster
+
+    write_course(tmp_path, extra=(Case("honest"),), corpus=False)
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        command = [sys.executable, "-m", "course_lib.cli", "grade", "tiny", "--course-dir", str(tmp_path),
+                   "--scheduler", cluster.scheduler_address, "--insecure-scheduler"]
+        graded = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert graded.returncode == 0, graded.stderr[-3000:]
+    (row,) = read_rows(tmp_path)
+    assert (row["status"], float(row["score"])) == ("graded", 3.0), row
+    assert f"on Dask scheduler {cluster.scheduler_address}" in graded.stderr
+    result = json.loads((tmp_path / ".course-grade" / "tiny" / "honest" / "tiny.result.json").read_text())
+    assert result["worker"].startswith("tcp://127.0.0.1:")
