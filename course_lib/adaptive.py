@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .attacks import pgd, predict
+from .evaluation import percent
 
 
 def _draw_correct(model: nn.Module, adv: torch.Tensor, y: torch.Tensor, draws: int) -> torch.Tensor:
@@ -96,5 +97,5 @@ def adaptive_evaluation(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, e
     if draws > 1:  # the single-call rule, read from the first draw (no attack runs again)
         first = {name: correct[0] for name, correct in scored.items()}
         first["adaptive"] = attacks[:, 0].all(0)
-        result.update({f"{name} one call": 100.0 * c.float().mean().item() for name, c in first.items()})
+        result.update({f"{name} one call": percent(c) for name, c in first.items()})
     return result

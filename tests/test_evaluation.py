@@ -311,3 +311,15 @@ def test_autoattack_check_allows_two_points_or_one_image_on_few_images():
     few = dict(autoattack_size=16, pgd_autoattack_subset=81.25)  # one image is 6.25 points
     assert passed(autoattack=75.0, **few) and not passed(autoattack=68.75, **few)
     assert "optimistic by 12.5 points" in str(judge_checklist({**HONEST, "autoattack": 68.75, **few})[5])
+
+
+def test_percentages_come_from_exact_counts():
+    """950 hits of 1,000 are 95.0%, not float32's 94.9999988 (which failed a >= 95 target)."""
+    from course_lib.evaluation import percent
+
+    hits = torch.zeros(1000, dtype=torch.bool)
+    hits[:950] = True
+    assert percent(hits) == 95.0
+    assert percent(hits[:3]) == 100.0 and percent(~hits[:1]) == 0.0
+    with pytest.raises(ValueError, match="no examples"):
+        percent(hits[:0])

@@ -16,5 +16,11 @@ def test_robust_zoo_models_reach_their_targets(zoo_home, name, robust_target):
 
 
 def test_the_undefended_baseline_falls_under_attack(mnist_baseline, zoo_home):
+    """A working classifier (94% or more clean) that PGD-50 x 10 at eps 0.3 breaks (under 5%).
+
+    The bar is 94%, not the robust models' 95%: three clean epochs on the quick digits
+    measured 95.0% and 95.1% in two processes of one machine (its best epoch by
+    validation; more epochs keep the same one), one digit from a 95% bar.
+    """
     built = build("mnist_baseline", "quick", zoo_home, device="cpu")
-    assert built.metrics["test_acc"] >= 95.0 and built.metrics["pgd50x10_eps0.3_acc"] < 5.0, built.metrics
+    assert built.metrics["test_acc"] >= 94.0 and built.metrics["pgd50x10_eps0.3_acc"] < 5.0, built.metrics

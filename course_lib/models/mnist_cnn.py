@@ -13,7 +13,7 @@ from torch import nn
 
 from ..attacks import FastFGSMAttack, FGSMAttack, PGDAttack
 from ..data.mnist import mnist_splits
-from ..evaluation import accuracy, accuracy_of_digits, autoattack_digits, pgd_standing
+from ..evaluation import accuracy, accuracy_of_digits, autoattack_digits, percent, pgd_standing
 from ..train.batches import AttackBatches, StaticAugmentation
 from ..train.callbacks import EpsWarmup, OneCycle, OverfittingGuard
 from ..train.objectives import AdversarialLogitPairing, CleanLogitPairing, LogitSqueezing
@@ -68,9 +68,9 @@ def robust_metrics(model: nn.Module, splits, settings: dict) -> dict:
     standing = pgd_standing(model, x[:n], y[:n], 0.3, steps=50, step=0.01, restarts=10, generator=generator)
     digits = autoattack_digits(model, x[:n_aa], y[:n_aa], 0.3)
     return {"test_acc": accuracy(model, x, y), "robust_eval_size": n,
-            "pgd50x10_eps0.3_acc": 100.0 * standing.float().mean().item(),
+            "pgd50x10_eps0.3_acc": percent(standing),
             "autoattack_eval_size": n_aa,
-            "pgd50x10_eps0.3_acc_aa_digits": 100.0 * standing[:n_aa].float().mean().item(),
+            "pgd50x10_eps0.3_acc_aa_digits": percent(standing[:n_aa]),
             "autoattack_eps0.3_acc": accuracy_of_digits(digits), "autoattack_eps0.3_digits": digits}
 
 
