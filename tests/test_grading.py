@@ -7,11 +7,13 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
 import nbformat
 import numpy as np
+import psutil
 import pytest
 
 from course_lib.grading import cells as nbcells
@@ -148,6 +150,28 @@ def test_a_run_is_stopped_by_the_cpu_time_of_its_whole_tree_and_by_the_wall_cloc
     assert (sleeper.timed_out, sleeper.clock) == (True, "wall") and sleeper.cpu_seconds < 1, sleeper
     quick = _sandboxed(tmp_path, "print(sum(range(1000)))", Limits(timeout=1, wall_factor=60))
     assert not quick.timed_out and quick.returncode == 0, quick
+
+
+def test_a_run_whose_stderr_is_held_by_a_process_that_left_its_group_still_returns(tmp_path, monkeypatch):
+    # without namespaces nothing kills a process that called setsid; the run must not wait for its pipe
+    from course_lib.grading import sandbox
+
+    monkeypatch.setattr(sandbox, "isolation", lambda: sandbox.Isolation(False, False))
+    tag = f"held-{os.getpid()}-{tmp_path.name}"
+    escape = (f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)', "
+              f"{tag!r}], start_new_session=True)\nprint('parent done', file=sys.stderr)")
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(run=_sandboxed(
+        tmp_path, escape, Limits(timeout=1, wall_factor=3))))
+    runner.start()
+    runner.join(120)
+    escaped = [p for p in psutil.process_iter(["cmdline"]) if tag in (p.info["cmdline"] or [])]
+    for process in escaped:
+        process.kill()
+    assert escaped, f"the test's escaping process did not start: {outcome}"
+    assert not runner.is_alive(), "run_sandboxed waited for a pipe held by a process outside its group"
+    run = outcome["run"]
+    assert not run.timed_out and run.returncode == 0 and "held it open" in run.stderr, run
 
 
 @pytest.mark.parametrize("code, factor, clock", [

@@ -213,6 +213,8 @@ class Grader:
         """
         own = executor is None
         executor = LocalExecutor(workers) if own else executor
+        if hasattr(executor, "log"):  # the executor's own messages (a stuck job sent again) go beside the batch's
+            executor.log = self.log
         rows = self.read_rows()
         if regrade:
             rows = [r for r in rows if r["assignment"] != self.assignment]

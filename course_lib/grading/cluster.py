@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import time
 import uuid
 
@@ -31,11 +32,32 @@ ALLOWED_FAILURES = 2  # dying workers a task may survive; the next death makes i
 LOST_WORKER_TIMEOUT = "10 minutes"
 LOCAL_NO_WORKER_PATIENCE = 300.0  # seconds without a worker before a LocalCluster batch stops
 POLL_SECONDS = 5.0
+# A job is stuck when it runs on a worker longer than its wall-clock limit plus STARTUP_SECONDS (the
+# worker's own work around it: files, kernel start), or when for LOST_SECONDS the scheduler holds it
+# nowhere it can finish (unknown, finished without telling this client, sent to a worker that runs
+# nothing). It is sent once more (its worker replaced, on the kit's cluster); the LOST_LIMIT-th time
+# it is recorded as a grader-error, so a batch never waits forever.
+STARTUP_SECONDS = 120.0
+LOST_SECONDS = 60.0
+LOST_LIMIT = 2
 QUIET_SECONDS = 300.0  # between two "no worker" messages
 
 
 class NoWorkers(RuntimeError):
     """The scheduler has had no worker for longer than the executor's patience."""
+
+
+def _describe(view) -> str:
+    """A scheduler view of one task (``DaskExecutor._scheduler_view``) in words."""
+    if view is None:
+        return "not held by the scheduler"
+    if isinstance(view, str):
+        return view
+    state, worker, seconds, idle = view
+    where = f" on {worker}" if worker else ""
+    running = f", running for {seconds:.0f} s" if seconds is not None else ", waiting" if worker else ""
+    return f"{state}{where}{running}{' (the worker runs nothing)' if idle else ''}"
+
 SECURE_SCHEMES = ("tls", "wss")
 PLAIN_SCHEMES = ("tcp", "ws")
 
@@ -86,6 +108,8 @@ class DaskExecutor:
         self.log = log or logging.getLogger(__name__).warning
         self.pending: dict[str, object] = {}  # key -> future
         self.jobs: dict[str, Job] = {}
+        self.suspect: dict[str, tuple[str, float]] = {}  # key -> (why it may be lost, since when)
+        self.lost: dict[tuple[str, str, int], int] = {}  # (student, notebook, attempt) -> times lost
         self.address = client.scheduler.address
         self.where = f"Dask scheduler {self.address}"
         workers = len(client.scheduler_info()["workers"])
@@ -157,21 +181,98 @@ class DaskExecutor:
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def _wait_for_one(self):
-        """The first finished future; raises ``NoWorkers`` past ``patience`` with no worker at all."""
+    def _scheduler_view(self) -> dict:
+        """Per pending key: None (the scheduler does not hold it) or ``(state, worker, seconds, idle)``.
+
+        ``seconds``: how long the worker has been running it (None: not
+        running yet); ``idle``: the worker runs nothing at all (as of its last
+        heartbeat).
+        """
+
+        def view(dask_scheduler, keys):  # (nested: pickled by value, the scheduler needs no course_lib)
+            out = {}
+            for key in keys:
+                ts = dask_scheduler.tasks.get(key)
+                ws = ts.processing_on if ts is not None else None
+                out[key] = None if ts is None else (
+                    ts.state, ws.address if ws else "",
+                    next((s for t, s in ws.executing.items() if t is ts), None) if ws else None,
+                    not ws.executing if ws else False)
+            return out
+
+        return self.client.run_on_scheduler(view, keys=list(self.pending))
+
+    def describe_pending(self) -> list[str]:
+        """One line per job not yet done: its student, and where the scheduler has it now."""
+        views = self._scheduler_view()
+        return [f"{job.student}/{job.stem} (attempt {job.attempt}): {_describe(views.get(key, '?'))}"
+                for key, job in self.jobs.items()]
+
+    def _stuck(self, key: str, view, now: float) -> str:
+        """Why the job under ``key`` will not finish by itself ("" while nothing says so)."""
+        job = self.jobs[key]
+        if view is not None and view[0] == "processing" and view[2] is not None:
+            limit = job.limits.wall(job.limits.timeout) + STARTUP_SECONDS
+            return f"running on {view[1]} for {view[2]:.0f} s, past its limits ({limit:g} s)" \
+                if view[2] > limit else ""
+        if view is None:
+            reason = "the scheduler does not hold it"
+        elif view[0] in ("memory", "erred"):
+            reason = f"{view[0]} on the scheduler, but no answer reached this client"
+        elif view[0] == "processing" and view[3]:
+            reason = f"sent to {view[1]}, which runs nothing"
+        else:
+            self.suspect.pop(key, None)
+            return ""
+        first = self.suspect.setdefault(key, (reason, now))
+        if first[0] != reason:
+            self.suspect[key] = (reason, now)
+            return ""
+        return f"{reason} ({now - first[1]:.0f} s)" if now - first[1] > LOST_SECONDS else ""
+
+    def _give_up_or_resend(self, key: str, why: str, view):
+        """Drop a stuck job's future; send the job again, or, the second time, return its failure."""
+        job, future = self.jobs.pop(key), self.pending.pop(key)
+        self.suspect.pop(key, None)
+        future.cancel()
+        worker = view[1] if view else ""
+        if worker and view[2] is not None and self.cluster is not None:  # a worker stuck in a job: replaced
+            self.client.run(os._exit, 70, workers=[worker], wait=False, on_error="ignore")
+        times = self.lost[(job.student, job.name, job.attempt)] = self.lost.get(
+            (job.student, job.name, job.attempt), 0) + 1
+        if times >= LOST_LIMIT:
+            return job, failure(job, "grader-error", f"the Dask cluster lost this submission {times} times "
+                                                     f"(last: {why}); fix the workers and run --regrade")
+        self.log(f"  {job.student}/{job.stem}: stuck on Dask ({why}); sending it again")
+        self.submit(job, avoid=worker)
+        return None
+
+    def next_done(self) -> tuple[Job, dict]:
+        """The next finished job and its result (a stuck or lost job is sent once more, then failed).
+
+        Raises ``NoWorkers`` past ``patience`` with no worker at all.
+        """
         from distributed import wait
+        from distributed.scheduler import KilledWorker
 
         alone_since = said = None
         while True:
             try:
                 done, _ = wait(list(self.pending.values()), timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
-                return next(iter(done))
+                break
             except TimeoutError:
                 pass
+            now = time.monotonic()
             if self.client.scheduler_info()["workers"]:
                 alone_since = said = None
+                views = self._scheduler_view()
+                for key in list(self.pending):
+                    why = self._stuck(key, views.get(key), now)
+                    given_up = self._give_up_or_resend(key, why, views.get(key)) if why else None
+                    if given_up:
+                        return given_up
                 continue
-            now = time.monotonic()
+            self.suspect.clear()
             alone_since = alone_since or now
             if self.patience is not None and now - alone_since > self.patience:
                 raise NoWorkers(
@@ -182,12 +283,9 @@ class DaskExecutor:
                 said = now
                 self.log(f"no Dask worker for {now - alone_since:.0f} s; waiting for workers to join "
                          f"the scheduler {self.address}")
-
-    def next_done(self) -> tuple[Job, dict]:
-        from distributed.scheduler import KilledWorker
-
-        future = self._wait_for_one()
+        future = next(iter(done))
         del self.pending[future.key]
+        self.suspect.pop(future.key, None)
         job = self.jobs.pop(future.key)
         try:
             return job, future.result()

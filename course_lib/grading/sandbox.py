@@ -251,6 +251,27 @@ def interpreter_paths() -> list[Path]:
     return sorted({Path(os.path.realpath(sys.base_prefix)), Path(os.path.realpath(sys.prefix))})
 
 
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _drain(proc: subprocess.Popen) -> bytes:
+    """The rest of a finished or killed ``proc``'s stderr, waiting at most ``POLL_SECONDS`` for it.
+
+    Without namespaces, a process that left the group (``setsid``) can hold
+    the pipe open for ever; its output is then not read.
+    """
+    try:
+        return proc.communicate(timeout=POLL_SECONDS)[1]
+    except subprocess.TimeoutExpired:
+        proc.stderr.close()
+        proc.wait()
+        return b"(stderr not read to its end: a process that left the sandbox's group held it open)"
+
+
 def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
                   hide: list[Path], env: dict[str, str], expose: list[Path] = ()) -> Outcome:
     """Run ``command`` in ``folder`` under ``limits``; every process it starts is gone on return.
@@ -290,14 +311,11 @@ def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
                 clock = "cpu"
             elif time.perf_counter() - start > limits.wall(limits.timeout):
                 clock = "wall"
-            if clock:
-                os.killpg(proc.pid, signal.SIGKILL)
-                _, stderr = proc.communicate()
+            if clock or proc.poll() is not None:  # (exited, its stderr held open by a process it left)
+                _kill_group(proc.pid)
+                stderr = _drain(proc)
                 break
     finally:
-        try:  # whatever is left of the group (the only cleanup without namespaces)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_group(proc.pid)  # whatever is left of the group (the only cleanup without namespaces)
     return Outcome(proc.returncode, bool(clock), time.perf_counter() - start,
                    stderr.decode(errors="replace")[-4000:], clock, cpu.peak)
