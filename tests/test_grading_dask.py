@@ -257,3 +257,30 @@ def test_a_job_stuck_on_a_worker_is_sent_again_once_then_failed(monkeypatch, tim
         assert result == {"status": "graded", "call": 2}
     else:
         assert result["status"] == "grader-error" and "lost this submission 2 times" in result["reason"], result
+
+
+def test_on_the_kits_cluster_a_worker_stuck_in_a_job_is_replaced_and_the_job_runs_again(monkeypatch, tmp_path):
+    import nbformat
+
+    from course_lib.grading import cluster
+    from course_lib.grading.job import Job
+
+    from .grading.faults import hangs_once
+
+    monkeypatch.setattr(cluster, "POLL_SECONDS", 0.5)
+    monkeypatch.setattr(cluster, "STARTUP_SECONDS", 2.0)
+    monkeypatch.setenv("COURSE_TEST_HANG_MARKER", str(tmp_path / "hung"))  # (workers inherit it)
+    job = Job("ada", "tiny", "tiny.ipynb", nbformat.writes(nbformat.v4.new_notebook()), None, None, False,
+              Limits(cell_timeout=0.5, timeout=0.5, wall_factor=1.0))
+    log = []
+    executor = cluster.DaskExecutor.local(1, task=hangs_once)
+    executor.log = log.append
+    try:
+        executor.submit(job)
+        done, result = executor.next_done()
+    finally:
+        executor.close()
+    hung = int((tmp_path / "hung").read_text())
+    assert done.student == "ada" and result["status"] == "graded", result
+    assert result["pid"] != hung and not psutil.pid_exists(hung), "the stuck worker was replaced"
+    assert len(log) == 1 and "running on tls://" in log[0] and "sending it again" in log[0], log

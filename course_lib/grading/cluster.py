@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import time
 import uuid
 
@@ -236,8 +235,10 @@ class DaskExecutor:
         self.suspect.pop(key, None)
         future.cancel()
         worker = view[1] if view else ""
-        if worker and view[2] is not None and self.cluster is not None:  # a worker stuck in a job: replaced
-            self.client.run(os._exit, 70, workers=[worker], wait=False, on_error="ignore")
+        if worker and view[2] is not None and self.cluster is not None:  # a thread cannot be stopped: its
+            restarted = self.client.restart_workers([worker], raise_for_error=False)  # process is replaced
+            if restarted.get(worker) != "OK":
+                self.log(f"  could not restart the Dask worker {worker}: {restarted.get(worker)}")
         times = self.lost[(job.student, job.name, job.attempt)] = self.lost.get(
             (job.student, job.name, job.attempt), 0) + 1
         if times >= LOST_LIMIT:

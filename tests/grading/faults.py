@@ -18,3 +18,18 @@ def grade_or_kill_worker(job: Job) -> dict:
     if job.student == KILLS_WORKER:
         ctypes.string_at(0)  # SIGSEGV: the worker process dies here
     return grade_on_dask_worker(job)
+
+
+def hangs_once(job: Job) -> dict:
+    """Hangs (a worker thread nothing can stop) the first time, where ``$COURSE_TEST_HANG_MARKER`` is absent."""
+    import os
+    import time
+    from pathlib import Path
+
+    from distributed import get_worker
+
+    marker = Path(os.environ["COURSE_TEST_HANG_MARKER"])
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        time.sleep(3600)
+    return {"status": "graded", "worker": get_worker().address, "pid": os.getpid()}
