@@ -284,3 +284,49 @@ def test_on_the_kits_cluster_a_worker_stuck_in_a_job_is_replaced_and_the_job_run
     assert done.student == "ada" and result["status"] == "graded", result
     assert result["pid"] != hung and not psutil.pid_exists(hung), "the stuck worker was replaced"
     assert len(log) == 1 and "running on tls://" in log[0] and "sending it again" in log[0], log
+
+
+def _answers(job):
+    return {"status": "graded", "student": job.student}
+
+
+def _set_status(status: str, dask_worker=None):
+    from distributed.core import Status
+
+    dask_worker.status = Status[status]  # (on the worker's event loop: Client.run calls it there)
+
+
+def test_a_job_kept_for_workers_that_are_gone_is_sent_to_the_workers_there_are(monkeypatch):
+    """Stop 34 and 35's CI hang: a job sent again away from one worker waited in ``no-worker`` for ever."""
+    import nbformat
+    from distributed import Client, LocalCluster
+
+    from course_lib.grading import cluster
+    from course_lib.grading.job import Job
+
+    monkeypatch.setattr(cluster, "POLL_SECONDS", 0.2)
+    job = Job("ada", "tiny", "tiny.ipynb", nbformat.writes(nbformat.v4.new_notebook()), None, None, False, LIMITS)
+    log, outcome = [], {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as local, \
+            Client(local) as client:
+        first, second = sorted(client.scheduler_info()["workers"])
+        client.run(_set_status, "paused")  # no worker runs: the job waits in `no-worker`, for `second` only
+        executor = cluster.DaskExecutor(client, task=_answers, log=log.append)
+        executor.submit(job, avoid=first)
+        (key,) = executor.pending
+        deadline = time.monotonic() + 30
+        while (executor._scheduler_view()[key] or ("",))[0] != "no-worker" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert executor._scheduler_view()[key][:1] == ("no-worker",), executor.describe_pending()
+        client.retire_workers([second], close_workers=True)
+        client.run(_set_status, "running", workers=[first])
+        waiting = threading.Thread(target=lambda: outcome.update(done=executor.next_done()), daemon=True)
+        waiting.start()
+        waiting.join(60)
+        pending = executor.describe_pending() if waiting.is_alive() else []
+        for future in executor.pending.values():
+            future.cancel()
+    assert not pending, f"still waiting after 60 s: {pending}"
+    done, result = outcome["done"]
+    assert done.student == "ada" and result == {"status": "graded", "student": "ada"}, result
+    assert len(log) == 1 and "workers that are gone; sending it to any worker" in log[0], log
