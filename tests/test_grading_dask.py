@@ -297,7 +297,7 @@ def _set_status(status: str, dask_worker=None):
 
 
 def test_a_job_kept_for_workers_that_are_gone_is_sent_to_the_workers_there_are(monkeypatch):
-    """Stop 34 and 35's CI hang: a job sent again away from one worker waited in ``no-worker`` for ever."""
+    """Stop 34's CI hang (and fresh-clone run 18): a job re-run away from one worker waited in no-worker."""
     import nbformat
     from distributed import Client, LocalCluster
 

@@ -43,7 +43,7 @@ QUIET_SECONDS = 300.0  # between two "no worker" messages
 # A job sent again "to a worker other than the one it timed out on" names the workers alive then, loosely
 # (`allow_other_workers`). Dask honours the looseness only when it places a task: one that waited in
 # `no-worker` (every worker lost for a moment) is given only to a worker of that list when workers join,
-# and new workers have new addresses (dask/distributed#7346), so it waited for ever (stop 34 and 35's CI
+# and new workers have new addresses (dask/distributed#7346), so it waited for ever (stop 34's CI
 # hang). Such a job is sent again without restriction; that is not counted as a loss.
 
 
