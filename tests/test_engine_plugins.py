@@ -153,6 +153,37 @@ def test_accuracy_metric_is_argmax_accuracy_in_percent():
     assert values["loss"] == pytest.approx(F.cross_entropy(batch.x, batch.y).item())
 
 
+def _hits(n: int, correct: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 2) logits and (n,) labels of which exactly ``correct`` are argmax-right."""
+    y = torch.zeros(n, dtype=torch.long)
+    y[correct:] = 1
+    return torch.tensor([[1.0, 0.0]]).repeat(n, 1), y
+
+
+def test_accuracies_are_exact_percentages_of_the_count_in_every_metric_and_in_the_epoch_mean():
+    from course_lib.train.metrics import HeadAccuracies
+    from course_lib.train.objectives import batch_accuracy
+
+    logits, y = _hits(1000, 950)  # a float32 mean makes this 94.9999988
+    assert batch_accuracy(logits, y) == 95.0
+    assert Accuracy()(nn.Identity(), Batch(x=logits, y=y))["acc"] == 95.0
+
+    class TwoHeads(nn.Module):
+        def all_logits(self, x):
+            return {"joint": x, "fg": x.flip(1)}
+
+    heads = HeadAccuracies()(TwoHeads(), Batch(x=logits, y=y))
+    assert (heads["acc_joint"], heads["acc_fg"], heads["acc"]) == (95.0, 5.0, 95.0)
+    model = nn.Linear(2, 2)  # the logits as given
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(2))
+        model.bias.zero_()
+    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.0), batch_size=300, device="cpu",
+                    channels_last=False, progress=False)
+    order = torch.randperm(1000, generator=torch.Generator().manual_seed(0))  # uneven batches of hits
+    assert engine.measure(TensorDataset(logits[order], y[order]))["acc"] == 95.0
+
+
 def _imports(path: Path) -> set[str]:
     """Absolute names of the course_lib modules that the file imports."""
     package = ".".join(path.relative_to(LIB.parent).with_suffix("").parts)

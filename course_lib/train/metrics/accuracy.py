@@ -7,6 +7,7 @@ from typing import Callable
 from torch import nn
 from torch.nn import functional as F
 
+from ..objectives.base import batch_accuracy
 from .base import Metrics, forward_logits
 
 
@@ -23,4 +24,4 @@ class Accuracy(Metrics):
     def __call__(self, model: nn.Module, batch) -> dict[str, float]:
         logits = forward_logits(model, batch.x)
         return {"loss": (self.loss or F.cross_entropy)(logits, batch.y).item(),
-                "acc": 100.0 * (logits.argmax(1) == batch.y).float().mean().item()}
+                "acc": batch_accuracy(logits, batch.y)}

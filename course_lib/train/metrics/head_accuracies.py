@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..objectives.base import batch_accuracy
 from .base import Metrics
 
 
@@ -20,8 +21,7 @@ class HeadAccuracies(Metrics):
 
     def __call__(self, model: nn.Module, batch) -> dict[str, float]:
         logits = model.all_logits(batch.x)
-        values = {f"acc_{name}": 100.0 * (out.float().argmax(1) == batch.y).float().mean().item()
-                  for name, out in logits.items()}
+        values = {f"acc_{name}": batch_accuracy(out.float(), batch.y) for name, out in logits.items()}
         values["acc_mean"] = sum(values.values()) / len(values)
         values["acc"] = values[f"acc_{self.main}"]
         return values

@@ -8,8 +8,12 @@ from torch import nn
 
 
 def batch_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """Share of correct predictions in %: (B, K) logits and (B,) labels -> float."""
-    return 100.0 * (logits.argmax(1) == y).float().mean().item()
+    """Share of correct predictions in %: (B, K) logits and (B,) labels -> float.
+
+    From the exact count, as ``evaluation.percent``: a float32 mean makes 950 of
+    1,000 94.9999988, and the engine's epoch means would carry that error.
+    """
+    return 100.0 * int((logits.argmax(1) == y).sum()) / len(y)
 
 
 @dataclass(frozen=True)
