@@ -173,7 +173,8 @@ class DaskExecutor:
         """Send ``job`` to a worker, to one other than ``avoid`` where there is one.
 
         The restriction is loose (a job whose other workers died runs where
-        it can), and a scheduler with work stealing may move it anyway; the
+        it can; where Dask keeps it for them, ``next_done`` sends it to any
+        worker), and a scheduler with work stealing may move it anyway; the
         kit's ``LocalCluster`` steals no work.
         """
         others = [w for w in self.client.scheduler_info()["workers"] if w != avoid] if avoid else []
