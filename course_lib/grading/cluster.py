@@ -21,6 +21,7 @@ import importlib.util
 import logging
 import time
 import uuid
+from typing import NamedTuple
 
 from .job import Job, failure, grade_on_dask_worker, grader_failed
 
@@ -47,11 +48,21 @@ QUIET_SECONDS = 300.0  # between two "no worker" messages
 # hang). Such a job is sent again without restriction; that is not counted as a loss.
 
 
+class TaskView(NamedTuple):
+    """Where the scheduler has one task (``DaskExecutor._scheduler_view``)."""
+
+    state: str               # Dask's task state: "processing", "no-worker", "memory"...
+    worker: str              # the worker it was sent to ("" when none)
+    seconds: float | None    # how long that worker has been running it (None: not running yet)
+    idle: bool               # that worker runs nothing at all (as of its last heartbeat)
+    gone: bool               # it may run only on workers, none of which the scheduler has now
+
+
 class NoWorkers(RuntimeError):
     """The scheduler has had no worker for longer than the executor's patience."""
 
 
-def _describe(view) -> str:
+def _describe(view: TaskView | str | None) -> str:
     """A scheduler view of one task (``DaskExecutor._scheduler_view``) in words."""
     if view is None:
         return "not held by the scheduler"
@@ -188,13 +199,7 @@ class DaskExecutor:
         return len(self.jobs)
 
     def _scheduler_view(self) -> dict:
-        """Per pending key: None (the scheduler does not hold it) or ``(state, worker, seconds, idle, gone)``.
-
-        ``seconds``: how long the worker has been running it (None: not
-        running yet); ``idle``: the worker runs nothing at all (as of its last
-        heartbeat); ``gone``: it may run only on workers, none of which the
-        scheduler has now.
-        """
+        """Per pending key: None (the scheduler does not hold it) or its ``TaskView``."""
 
         def view(dask_scheduler, keys):  # (nested: pickled by value, the scheduler needs no course_lib)
             out = {}
@@ -209,7 +214,8 @@ class DaskExecutor:
                     and not any(w in dask_scheduler.workers for w in ts.worker_restrictions))
             return out
 
-        return self.client.run_on_scheduler(view, keys=list(self.pending))
+        views = self.client.run_on_scheduler(view, keys=list(self.pending))  # plain tuples: no course_lib there
+        return {key: None if v is None else TaskView(*v) for key, v in views.items()}
 
     def describe_pending(self) -> list[str]:
         """One line per job not yet done: its student, and where the scheduler has it now."""
@@ -217,19 +223,19 @@ class DaskExecutor:
         return [f"{job.student}/{job.stem} (attempt {job.attempt}): {_describe(views.get(key, '?'))}"
                 for key, job in self.jobs.items()]
 
-    def _stuck(self, key: str, view, now: float) -> str:
+    def _stuck(self, key: str, view: TaskView | None, now: float) -> str:
         """Why the job under ``key`` will not finish by itself ("" while nothing says so)."""
         job = self.jobs[key]
-        if view is not None and view[0] == "processing" and view[2] is not None:
+        if view is not None and view.state == "processing" and view.seconds is not None:
             limit = job.limits.wall(job.limits.timeout) + STARTUP_SECONDS
-            return f"running on {view[1]} for {view[2]:.0f} s, past its limits ({limit:g} s)" \
-                if view[2] > limit else ""
+            return f"running on {view.worker} for {view.seconds:.0f} s, past its limits ({limit:g} s)" \
+                if view.seconds > limit else ""
         if view is None:
             reason = "the scheduler does not hold it"
-        elif view[0] in ("memory", "erred"):
-            reason = f"{view[0]} on the scheduler, but no answer reached this client"
-        elif view[0] == "processing" and view[3]:
-            reason = f"sent to {view[1]}, which runs nothing"
+        elif view.state in ("memory", "erred"):
+            reason = f"{view.state} on the scheduler, but no answer reached this client"
+        elif view.state == "processing" and view.idle:
+            reason = f"sent to {view.worker}, which runs nothing"
         else:
             self.suspect.pop(key, None)
             return ""
@@ -239,13 +245,18 @@ class DaskExecutor:
             return ""
         return f"{reason} ({now - first[1]:.0f} s)" if now - first[1] > LOST_SECONDS else ""
 
-    def _give_up_or_resend(self, key: str, why: str, view):
-        """Drop a stuck job's future; send the job again, or, the second time, return its failure."""
+    def _withdraw(self, key: str) -> Job:
+        """Cancel the future of the job under ``key`` and forget it; return the job (to send again)."""
         job, future = self.jobs.pop(key), self.pending.pop(key)
         self.suspect.pop(key, None)
         future.cancel()
-        worker = view[1] if view else ""
-        if worker and view[2] is not None and self.cluster is not None:  # a thread cannot be stopped: its
+        return job
+
+    def _give_up_or_resend(self, key: str, why: str, view: TaskView | None):
+        """Drop a stuck job's future; send the job again, or, the second time, return its failure."""
+        job = self._withdraw(key)
+        worker = view.worker if view else ""
+        if worker and view.seconds is not None and self.cluster is not None:  # a thread cannot be stopped: its
             restarted = self.client.restart_workers([worker], raise_for_error=False)  # process is replaced
             if restarted.get(worker) != "OK":
                 self.log(f"  could not restart the Dask worker {worker}: {restarted.get(worker)}")
@@ -260,9 +271,7 @@ class DaskExecutor:
 
     def _send_anywhere(self, key: str) -> None:
         """Send a job that waits for workers that are gone again, to any worker."""
-        job, future = self.jobs.pop(key), self.pending.pop(key)
-        self.suspect.pop(key, None)
-        future.cancel()
+        job = self._withdraw(key)
         self.log(f"  {job.student}/{job.stem}: waited on Dask for workers that are gone; sending it to any worker")
         self.submit(job)
 
@@ -286,11 +295,12 @@ class DaskExecutor:
                 alone_since = said = None
                 views = self._scheduler_view()
                 for key in list(self.pending):
-                    if views.get(key) and views[key][0] == "no-worker" and views[key][4]:
+                    view = views.get(key)
+                    if view is not None and view.state == "no-worker" and view.gone:
                         self._send_anywhere(key)
                         continue
-                    why = self._stuck(key, views.get(key), now)
-                    given_up = self._give_up_or_resend(key, why, views.get(key)) if why else None
+                    why = self._stuck(key, view, now)
+                    given_up = self._give_up_or_resend(key, why, view) if why else None
                     if given_up:
                         return given_up
                 continue
