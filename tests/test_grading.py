@@ -152,6 +152,49 @@ def test_a_run_is_stopped_by_the_cpu_time_of_its_whole_tree_and_by_the_wall_cloc
     assert not quick.timed_out and quick.returncode == 0, quick
 
 
+def test_a_run_has_temporary_folders_of_its_own(tmp_path):
+    """What a submission writes to /tmp, /var/tmp or /dev/shm goes with it; it sees nothing kept there."""
+    if not isolation().namespaces:
+        pytest.skip("private temporary folders need root, unshare and setpriv (mount namespaces)")
+    tag = f"course-test-{uuid.uuid4().hex}"
+    kept = Path(tempfile.gettempdir()) / f"{tag}-host"
+    kept.write_text("the machine's")
+    kept.chmod(0o644)
+    code = (f"import os, sys\nprint('sees the machine', os.path.exists({str(kept)!r}), file=sys.stderr)\n"
+            f"for folder in ('/tmp', '/var/tmp', '/dev/shm'):\n"
+            f"    open(os.path.join(folder, {tag!r}), 'w').write('planted')\n"
+            f"open('in-folder', 'w').write('kept')\nimport course_lib\n")
+    try:
+        outcome = _sandboxed(tmp_path, code + "print('done', file=sys.stderr)", Limits(timeout=30))
+        assert outcome.returncode == 0 and "done" in outcome.stderr, outcome
+        assert "sees the machine False" in outcome.stderr, "the machine's /tmp shows in the sandbox"
+        planted = [folder for folder in ("/tmp", "/var/tmp", "/dev/shm") if Path(folder, tag).exists()]
+        assert not planted, f"the submission's files outlived it in {planted}"
+    finally:
+        kept.unlink()
+        for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+            Path(folder, tag).unlink(missing_ok=True)
+    (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("run-")]
+    assert (folder / "in-folder").read_text() == "kept", "the working folder must stay the real one"
+
+
+def test_work_left_by_a_killed_grader_is_removed_and_a_living_graders_is_not(tmp_path):
+    from course_lib.grading.job import WORK_PREFIX, remove_abandoned_work
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    abandoned = tmp_path / f"{WORK_PREFIX}{gone.pid}-k1ll3d"
+    living = tmp_path / f"{WORK_PREFIX}{os.getpid()}-al1ve"
+    other = tmp_path / f"{WORK_PREFIX}slots-0"  # the slot locks: not a work folder
+    for folder in (abandoned / "student" / ".stage", living / "student", other):
+        folder.mkdir(parents=True)
+    (abandoned / "student" / "hidden_tests.ipynb").write_text("{}")
+    if isolation().unprivileged_user:  # as the sandbox leaves it: files of a sandbox uid
+        os.chown(abandoned / "student" / "hidden_tests.ipynb", FIRST_SANDBOX_UID, FIRST_SANDBOX_UID)
+    assert remove_abandoned_work(str(tmp_path)) == [str(abandoned)]
+    assert not abandoned.exists() and living.is_dir() and other.is_dir()
+
+
 def test_a_run_whose_stderr_is_held_by_a_process_that_left_its_group_still_returns(tmp_path, monkeypatch):
     # without namespaces nothing kills a process that called setsid; the run must not wait for its pipe
     from course_lib.grading import sandbox
@@ -222,16 +265,18 @@ def _waits_once(marker: Path) -> str:
 def test_a_wall_clock_timeout_is_graded_once_more_and_the_row_says_so(tmp_path):
     from course_lib.grading.batch import grade
 
-    marker = Path(tempfile.gettempdir()) / f"course-waits-once-{uuid.uuid4().hex}"  # the sandbox can write /tmp
-    write_course(tmp_path, extra=(Case("waits_once", answers=(_waits_once(marker), MEAN)),), corpus=False)
-    try:
-        (row,) = grade("tiny", tmp_path, limits=Limits(cell_timeout=2, timeout=30, wall_factor=3),
-                       log=lambda message: None)
-    finally:
-        marker.unlink(missing_ok=True)
+    # the marker must outlive the first run: the data home is shared with every run (the course
+    # folder, hidden from the submission, is not; nor is /tmp, the sandbox's own)
+    course, shared = tmp_path / "course", tmp_path / "data_home"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    marker = shared / "waits-once"
+    write_course(course, extra=(Case("waits_once", answers=(_waits_once(marker), MEAN)),), corpus=False)
+    (row,) = grade("tiny", course, limits=Limits(cell_timeout=2, timeout=30, wall_factor=3),
+                   data_home=shared, log=lambda message: None)
     assert (row["status"], row["score"]) == ("graded", 3.0), row
     assert "graded on a re-run: the first run (on local) hit a wall-clock timeout" in row["reason"], row
-    log = (tmp_path / ".course-grade" / "tiny" / "executions.log").read_text().split("\t")
+    log = (course / ".course-grade" / "tiny" / "executions.log").read_text().split("\t")
     assert log[-1].strip() == "2", "recorded once, after two runs"
 
 

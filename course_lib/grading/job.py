@@ -15,13 +15,18 @@ needs the kit installed but not the course folder. ``grade_job``:
 
 Everything a job writes (the notebooks, the hidden tests among them, the
 probes' records) lives in sandbox folders under a private temporary folder
-that is removed before it returns. Nothing the submission produced is
+that is removed before it returns; one left by a grader that was killed
+(a Dask worker lost mid-job) is removed by the next grader on the machine
+(``remove_abandoned_work``), so no submission stays on a worker's disk. Nothing the submission produced is
 unpickled: notebooks are parsed as JSON, records are copied as bytes.
 """
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
+import re
 import shutil
 import stat
 import sys
@@ -131,8 +136,6 @@ def not_run(nb, reason: str):
 
 def cell_scores(nb) -> dict[str, list[float]]:
     """nbgrader's score per graded cell (``determine_grade``: what its gradebook records)."""
-    import logging
-
     from nbgrader import utils
 
     log = logging.getLogger("course-grade")
@@ -323,6 +326,35 @@ def _grade(job: Job, run: _Run) -> tuple[nbformat.NotebookNode, str, str, str]:
     return graded, status, " | ".join(reasons), student_run.clock
 
 
+WORK_PREFIX = "course-grade-"  # + the grader's pid + "-": whose work it is
+
+
+@functools.lru_cache(maxsize=1)
+def remove_abandoned_work(folder: str | None = None) -> list[str]:
+    """Remove the work folders of graders that are gone; once per process. Returns what it removed.
+
+    A grader killed mid-job (a Dask worker's process, ``kill -9``) cannot
+    clean up; its folder holds a submission and hidden tests. Only folders
+    whose pid is not alive are removed (a reused pid keeps one until the
+    next sweep after that process ends).
+    """
+    import psutil
+
+    removed = []
+    root = Path(folder or tempfile.gettempdir())
+    for path in root.glob(f"{WORK_PREFIX}*-*"):
+        match = re.fullmatch(rf"{WORK_PREFIX}(\d+)-\w+", path.name)
+        if not match or not path.is_dir() or psutil.pid_exists(int(match.group(1))):
+            continue
+        failures = []
+        shutil.rmtree(path, onerror=lambda function, name, info: failures.append(f"{name}: {info[1]}"))
+        if failures:
+            logging.getLogger("course-grade").warning("could not remove %s: %s", path, "; ".join(failures[:3]))
+        else:
+            removed.append(str(path))
+    return removed
+
+
 def grade_job(job: Job, slot: int | None = None, worker: str = "local") -> dict:
     """Grade ``job`` in the sandbox; returns ``Result.as_dict()`` (plain data), never raises for a submission.
 
@@ -331,7 +363,8 @@ def grade_job(job: Job, slot: int | None = None, worker: str = "local") -> dict:
     ``grader-error`` result, so a batch goes on.
     """
     start = time.perf_counter()
-    work_root = Path(tempfile.mkdtemp(prefix="course-grade-"))
+    remove_abandoned_work()
+    work_root = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
     os.chmod(work_root, 0o711)
     try:
         with claim_slot(slot) as claimed:

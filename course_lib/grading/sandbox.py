@@ -13,8 +13,10 @@ What is in force depends on the machine; ``isolation()`` finds out once and
   with only loopback up (no network), a PID namespace (every process the
   submission starts dies with it, however it detached), a mount namespace
   where the course folder and the kit's assignment sources are empty
-  tmpfs mounts, and an unprivileged uid per worker slot with a process
-  limit (``RLIMIT_NPROC``);
+  tmpfs mounts and ``/tmp``, ``/var/tmp`` and ``/dev/shm`` are the run's own
+  (what it writes there goes with it; it sees nothing the machine or another
+  submission keeps there), and an unprivileged uid per worker slot with a
+  process limit (``RLIMIT_NPROC``);
 - otherwise: a new session whose process group is killed at the end; the
   grader's own uid (so files it can read, the submission can read), no
   network or process-count isolation. ``describe()`` lists what is missing.
@@ -84,12 +86,14 @@ class Isolation:
         if self.namespaces:
             lines += ["network: none (new network namespace, loopback only)",
                       "processes: PID namespace, all killed at the end; process limit per slot",
-                      "course folder and assignment sources: hidden (empty tmpfs mounts)"]
+                      "course folder and assignment sources: hidden (empty tmpfs mounts)",
+                      "/tmp, /var/tmp, /dev/shm: the submission's own, gone with it"]
         else:
             lines += ["network: NOT isolated (needs root and unshare)",
                       "processes: process group killed at the end; a process that calls setsid "
                       "can outlive the grading, and its CPU time is not counted; no process-count limit",
-                      "course folder: NOT hidden (the submission runs as the grader's user)"]
+                      "course folder: NOT hidden (the submission runs as the grader's user)",
+                      "/tmp: shared with the machine (a submission can leave files there)"]
         lines.append("unprivileged user: " + ("yes, one uid per worker slot" if self.unprivileged_user
                                               else "NO (runs as the grader's user)"))
         return lines
@@ -247,8 +251,45 @@ def expose_script(paths: list[Path], stage: Path) -> list[str]:
 
 
 def interpreter_paths() -> list[Path]:
-    """What a Python process needs to reach: its real prefix and the venv's."""
-    return sorted({Path(os.path.realpath(sys.base_prefix)), Path(os.path.realpath(sys.prefix))})
+    """What a Python process needs to reach: its real prefix, the venv's, and the kit's package.
+
+    (An editable install's package lives in the clone, outside the venv.)
+    """
+    kit = Path(__file__).resolve().parents[1]
+    return sorted({Path(os.path.realpath(sys.base_prefix)), Path(os.path.realpath(sys.prefix)), kit})
+
+
+# Folders every user of a machine shares: each sandbox gets empty ones of its own.
+SHARED_TEMPORARY = ("/tmp", "/var/tmp", "/dev/shm")
+KEEP_FD = 9  # the descriptor that holds a shared folder open while it is covered
+
+
+def private_temporary_script(keep: list[Path], size_mb: int) -> list[str]:
+    """Shell lines (run as root in the mount namespace) that cover ``SHARED_TEMPORARY`` with empty tmpfs.
+
+    Nothing a submission writes there outlives its run or reaches another
+    submission (a planted ``/tmp/sitecustomize.py``, answers left for the next
+    student), and it sees nothing the machine keeps there. Paths in ``keep``
+    below a covered folder (the working folder, a clone and venv under /tmp)
+    are mounted back at their own name, reached through a descriptor opened
+    on the folder before it was covered (``--no-canonicalize``: mount must not
+    resolve that path to the new, empty folder).
+    """
+    lines = []
+    for shared in SHARED_TEMPORARY:
+        if not os.path.isdir(shared):
+            continue
+        real = Path(os.path.realpath(shared))
+        below = {Path(os.path.realpath(p)) for p in keep} - {real}
+        below = sorted(p for p in below if real in p.parents and not any(q in p.parents for q in below))
+        lines += [f"exec {KEEP_FD}<{shlex.quote(str(real))}",
+                  f"mount -t tmpfs -o size={int(size_mb)}m,mode=1777 tmpfs {shlex.quote(str(real))}"]
+        for path in below:
+            inside = f"/proc/self/fd/{KEEP_FD}/{path.relative_to(real)}"
+            lines += [f"mkdir -p {shlex.quote(str(path))}",
+                      f"mount --no-canonicalize --rbind {shlex.quote(inside)} {shlex.quote(str(path))}"]
+        lines.append(f"exec {KEEP_FD}<&-")
+    return lines
 
 
 def _kill_group(pgid: int) -> None:
@@ -283,8 +324,10 @@ def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
     if iso.namespaces:
         uid = slot_uid(slot)
         stage = folder / ".stage"
-        lines = ["ip link set lo up", f"mkdir -p {shlex.quote(str(stage))}"]
-        lines += expose_script(interpreter_paths() + [Path(p) for p in expose], stage)
+        needed = interpreter_paths() + [Path(p) for p in expose]
+        lines = ["ip link set lo up", *private_temporary_script([folder, *needed], limits.memory_mb),
+                 f"mkdir -p {shlex.quote(str(stage))}"]
+        lines += expose_script(needed, stage)
         # (a hidden folder below a closed one the exposures covered is gone already)
         lines += [f"{{ [ ! -d {shlex.quote(str(p))} ] || mount -t tmpfs -o size=1m,mode=0755 tmpfs "
                   f"{shlex.quote(str(p))}; }}" for p in hide if Path(p).is_dir()]
