@@ -152,6 +152,25 @@ def test_a_run_is_stopped_by_the_cpu_time_of_its_whole_tree_and_by_the_wall_cloc
     assert not quick.timed_out and quick.returncode == 0, quick
 
 
+@pytest.mark.parametrize("code", [
+    # 60 files of 5 MiB each (each under the per-file limit), 300 MiB in all, over 3 s
+    "import time\nfor i in range(60):\n    open(f'part{i}', 'wb').write(bytes(5 << 20))\n    time.sleep(0.05)",
+    # 30,000 empty files in nested folders: no space, but an inode each
+    "import os\nfor i in range(300):\n    os.makedirs(f'd{i}/e', exist_ok=True)\n"
+    "    for j in range(100):\n        open(f'd{i}/e/{j}', 'w').close()",
+])
+def test_a_run_that_fills_its_folder_is_stopped(tmp_path, code):
+    """The sandbox's backstop: past DISK_BACKSTOP times the limits the whole run is killed (the runner stops cells)."""
+    from course_lib.grading.sandbox import folder_usage
+
+    outcome = _sandboxed(tmp_path, code + "\nimport time\ntime.sleep(3)",
+                         Limits(timeout=60, disk_mb=20, max_files=1000))
+    assert outcome.clock == "disk" and not outcome.timed_out, outcome
+    (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("run-")]
+    used, _ = folder_usage(folder, 1 << 40, 1 << 30)
+    assert used < 200 << 20, f"stopped late: {used >> 20} MiB"
+
+
 def test_a_run_has_temporary_folders_of_its_own(tmp_path):
     """What a submission writes to /tmp, /var/tmp or /dev/shm goes with it; it sees nothing kept there."""
     if not isolation().namespaces:
@@ -230,6 +249,24 @@ def test_a_cell_is_stopped_by_its_kernels_cpu_time_or_by_the_wall_clock_when_it_
     result = run(nb, cell_timeout=1, max_output_bytes=1 << 20, cwd=str(tmp_path), wall_factor=factor)
     assert (result["status"], result["clock"]) == ("timeout", clock), result
     assert ("cell 1 used more than 1 s of CPU" if clock == "cpu" else "3 s of wall clock") in result["reason"]
+    assert nb.cells[0].execution_count == 1 and nb.cells[2].execution_count is None
+
+
+@pytest.mark.parametrize("code, what", [
+    ("import time\nfor i in range(60):\n    open(f'part{i}', 'wb').write(bytes(2 << 20))\n    time.sleep(0.02)",
+     "MiB"),
+    ("import os\nos.makedirs('many')\nfor i in range(3000):\n    open(f'many/{i}', 'w').close()", "files"),
+])
+def test_a_cell_that_fills_the_folder_is_stopped_and_the_cells_before_it_count(tmp_path, code, what):
+    from course_lib.grading.execute import run
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_code_cell(code + "\nimport time\ntime.sleep(30)"),
+                                         nbformat.v4.new_code_cell("y = 2")])
+    result = run(nb, cell_timeout=20, max_output_bytes=1 << 20, cwd=str(tmp_path), max_disk_bytes=20 << 20,
+                 max_files=1000)
+    assert (result["status"], result["clock"]) == ("output", ""), result
+    assert "cell 1 left more than 20 MiB or 1000 files" in result["reason"], result
     assert nb.cells[0].execution_count == 1 and nb.cells[2].execution_count is None
 
 

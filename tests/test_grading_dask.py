@@ -33,7 +33,7 @@ from .grading.faults import KILLS_WORKER
 
 SLOW_RESTART = Path(__file__).parent / "grading" / "slow_restart.py"
 
-LIMITS = Limits(cell_timeout=4, timeout=40, memory_mb=1024, max_output_mb=1)  # as the hostile batch's
+LIMITS = Limits(cell_timeout=4, timeout=40, memory_mb=1024, max_output_mb=1, disk_mb=64)  # as the hostile batch's
 
 
 def _dask_processes() -> list[psutil.Process]:
@@ -288,6 +288,39 @@ def test_on_the_kits_cluster_a_worker_stuck_in_a_job_is_replaced_and_the_job_run
 
 def _answers(job):
     return {"status": "graded", "student": job.student}
+
+
+def test_on_the_kits_cluster_a_nanny_closed_for_good_is_started_again(monkeypatch):
+    """Dask's SpecCluster forgets a nanny whose worker did not come back: the kit starts a new one."""
+    import nbformat
+
+    from course_lib.grading import cluster
+    from course_lib.grading.job import Job
+
+    monkeypatch.setattr(cluster, "POLL_SECONDS", 0.5)
+    monkeypatch.setattr(cluster, "LOCAL_NO_WORKER_PATIENCE", 20.0)
+    job = Job("ada", "tiny", "tiny.ipynb", nbformat.writes(nbformat.v4.new_notebook()), None, None, False, LIMITS)
+    log = []
+    executor = cluster.DaskExecutor.local(1, task=_answers)
+    executor.log = log.append
+    try:
+        (name,) = list(executor.cluster.workers)
+
+        async def close_for_good():  # what SpecCluster does past distributed.deploy.lost-worker-timeout
+            await executor.cluster.workers[name].close()
+            del executor.cluster.workers[name]
+
+        executor.cluster.sync(close_for_good)
+        deadline = time.monotonic() + 30
+        while executor.client.scheduler_info()["workers"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not executor.client.scheduler_info()["workers"], "the worker did not leave"
+        executor.submit(job)
+        done, result = executor.next_done()
+    finally:
+        executor.close()
+    assert (done.student, result) == ("ada", {"status": "graded", "student": "ada"})
+    assert any("closed the nanny of worker 0 for good" in line for line in log), log
 
 
 def _set_status(status: str, dask_worker=None):

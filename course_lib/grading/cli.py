@@ -23,6 +23,9 @@ def add_grading_commands(sub) -> None:
                             "(default 3; a wall-clock timeout is re-run once)")
     grade.add_argument("--memory-mb", type=int, default=4096, help="memory per process, MiB (default 4096)")
     grade.add_argument("--max-output-mb", type=float, default=10, help="output per notebook, MiB (default 10)")
+    grade.add_argument("--disk-mb", type=float, default=512,
+                       help="files a notebook may write to its folder, MiB; also the size of its own /tmp "
+                            "(default 512)")
     grade.add_argument("--processes", type=int, default=256,
                        help="processes and threads per worker (default 256; enforced as an unprivileged user)")
     grade.add_argument("--data-home", default=None,
@@ -78,7 +81,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from .sandbox import Limits
 
     limits = Limits(cell_timeout=args.cell_timeout, timeout=args.timeout, memory_mb=args.memory_mb,
-                    max_output_mb=args.max_output_mb, processes=args.processes, wall_factor=args.wall_factor)
+                    max_output_mb=args.max_output_mb, disk_mb=args.disk_mb, processes=args.processes, wall_factor=args.wall_factor)
     executor = executor_for(args)
     try:
         rows = grade(args.assignment, args.course_dir, workers=args.workers, limits=limits,

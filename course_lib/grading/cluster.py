@@ -6,7 +6,8 @@
 coordinator (``batch.Grader``) alone writes files and the gradebook.
 
 A worker killed mid-task (out of memory, a node lost) is replaced and its
-task retried by Dask; a task that has been on ``ALLOWED_FAILURES + 1`` dying
+task retried by Dask (on the kit's cluster, also when Dask gave up on its
+nanny: ``DaskExecutor._keep_workers``); a task that has been on ``ALLOWED_FAILURES + 1`` dying
 workers is given up (Dask's ``KilledWorker``) and recorded as ``crashed``.
 
 Security: a Dask scheduler runs whatever any client that reaches it sends,
@@ -198,6 +199,23 @@ class DaskExecutor:
     def __len__(self) -> int:
         return len(self.jobs)
 
+    def _keep_workers(self) -> None:
+        """On the kit's cluster, start a worker again wherever Dask closed a nanny for good.
+
+        A ``SpecCluster`` closes a nanny whose restarted worker has not come back
+        within the lost-worker timeout and forgets it, but keeps its place in
+        ``worker_spec``; scaling to the same size starts a new one there. (A
+        scheduler the instructor runs keeps its own workers.)
+        """
+        spec, running = getattr(self.cluster, "worker_spec", None), getattr(self.cluster, "workers", None)
+        if spec is None or running is None:
+            return
+        closed = set(spec) - set(running)
+        if closed:
+            self.log(f"Dask closed the nanny of worker {', '.join(map(str, sorted(closed)))} for good (its "
+                     f"worker did not come back); starting a new one")
+            self.cluster.scale(len(spec))
+
     def _scheduler_view(self) -> dict:
         """Per pending key: None (the scheduler does not hold it) or its ``TaskView``."""
 
@@ -291,6 +309,7 @@ class DaskExecutor:
             except TimeoutError:
                 pass
             now = time.monotonic()
+            self._keep_workers()
             if self.client.scheduler_info()["workers"]:
                 alone_since = said = None
                 views = self._scheduler_view()

@@ -39,7 +39,7 @@ from pathlib import Path
 import nbformat
 
 from . import cells as nbcells
-from .sandbox import Limits, claim_slot, isolation, prepare_folder, run_sandboxed, sandbox_env, slot_uid
+from .sandbox import DISK_BACKSTOP, Limits, claim_slot, isolation, prepare_folder, run_sandboxed, sandbox_env, slot_uid
 
 MAX_NOTEBOOK_BYTES = 64 << 20
 
@@ -169,6 +169,8 @@ class _Run:
             command = [sys.executable, "-m", "course_lib.grading.execute", "in.ipynb", "out.ipynb",
                        "status.json", "--cell-timeout", str(self.limits.cell_timeout),
                        "--max-output-bytes", str(int(self.limits.max_output_mb * 2**20)),
+                       "--max-disk-bytes", str(int(self.limits.disk_mb * 2**20)),
+                       "--max-files", str(self.limits.max_files),
                        "--wall-factor", str(self.limits.wall_factor)]
             hide = [Path(p) for p in self.job.hide]
             expose = [Path(self.job.data_home)] if self.job.data_home else []
@@ -196,6 +198,10 @@ class _Run:
                 status = {"status": "timeout", "clock": "wall",
                           "reason": f"the notebook ran longer than {self.limits.wall(self.limits.timeout):g} s "
                                     f"of wall clock in all (having used {outcome.cpu_seconds:.1f} CPU s)"}
+            elif outcome.clock == "disk":
+                status = {"status": "output", "clock": "",
+                          "reason": f"the notebook wrote more than {DISK_BACKSTOP * self.limits.disk_mb:g} MiB "
+                                    f"or {DISK_BACKSTOP * self.limits.max_files} files to its folder"}
             elif status is None:
                 memory = "MemoryError" in outcome.stderr or "Cannot allocate memory" in outcome.stderr
                 last = [line for line in outcome.stderr.splitlines() if line.strip()][-1:] or [""]

@@ -7,8 +7,10 @@ What is in force depends on the machine; ``isolation()`` finds out once and
   seconds, not wall-clock ones, so a grade does not depend on how busy the
   machine is), a wall-clock backstop ``wall_factor`` times longer, memory
   (``RLIMIT_DATA``: allocations past it fail with MemoryError), file size
-  (``RLIMIT_FSIZE``), no core dumps, a scrubbed environment and a fresh
-  working folder;
+  (``RLIMIT_FSIZE``), the disk space and number of files of its working
+  folder (the runner stops a cell past ``disk_mb`` and ``max_files``; the
+  run is killed past ``DISK_BACKSTOP`` times them), no core dumps,
+  a scrubbed environment and a fresh working folder;
 - as root with ``unshare`` and ``setpriv`` (Linux): a new network namespace
   with only loopback up (no network), a PID namespace (every process the
   submission starts dies with it, however it detached), a mount namespace
@@ -42,6 +44,11 @@ from .cputime import CpuClock
 
 FIRST_SANDBOX_UID = 61000  # slot n runs as uid 61000 + n; no file on the machine is theirs
 POLL_SECONDS = 0.25  # how often the CPU time of a running submission is read
+DISK_POLL_SECONDS = 1.0  # how often the sandbox reads the size of a run's working folder
+# The runner (execute.py) stops a cell whose files pass the limits within a quarter of a second, so the
+# tests before it keep their points; the sandbox kills the whole run (no points) only past this many
+# times the limits: what a kernel writes in that quarter second comes on top of them.
+DISK_BACKSTOP = 4
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ class Limits:
     timeout: float = 300.0
     memory_mb: int = 4096
     max_output_mb: float = 10.0
+    disk_mb: float = 512.0  # files in the working folder; also the size of its own /tmp, /var/tmp, /dev/shm
+    max_files: int = 20_000  # files and folders in the working folder
     processes: int = 256
     wall_factor: float = 3.0
 
@@ -69,7 +78,8 @@ class Limits:
         if not self.wall_factor >= 1:
             raise ValueError(f"wall_factor must be at least 1 (the wall clock cannot run slower than "
                              f"the CPU clock of one process), got {self.wall_factor}")
-        for name in ("cell_timeout", "timeout", "memory_mb", "max_output_mb", "processes"):
+        for name in ("cell_timeout", "timeout", "memory_mb", "max_output_mb", "disk_mb", "max_files",
+                     "processes"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -82,7 +92,7 @@ class Isolation:
     def describe(self) -> list[str]:
         """One line per protection: in force, or not and why."""
         lines = ["time limit per cell and per notebook: yes, in CPU seconds (wall clock only as a backstop)",
-                 "memory limit (RLIMIT_DATA) and output cap: yes"]
+                 "memory limit (RLIMIT_DATA), output cap, disk space and files of the working folder: yes"]
         if self.namespaces:
             lines += ["network: none (new network namespace, loopback only)",
                       "processes: PID namespace, all killed at the end; process limit per slot",
@@ -191,7 +201,7 @@ class Outcome:
     timed_out: bool
     seconds: float  # wall clock
     stderr: str
-    clock: str = ""  # which limit stopped it when timed_out: "cpu" or "wall"
+    clock: str = ""  # which limit stopped it: "cpu" or "wall" (timed_out), "disk" (its folder grew too large)
     cpu_seconds: float = 0.0
 
 
@@ -264,7 +274,7 @@ SHARED_TEMPORARY = ("/tmp", "/var/tmp", "/dev/shm")
 KEEP_FD = 9  # the descriptor that holds a shared folder open while it is covered
 
 
-def private_temporary_script(keep: list[Path], size_mb: int) -> list[str]:
+def private_temporary_script(keep: list[Path], size_mb: float) -> list[str]:
     """Shell lines (run as root in the mount namespace) that cover ``SHARED_TEMPORARY`` with empty tmpfs.
 
     Nothing a submission writes there outlives its run or reaches another
@@ -290,6 +300,27 @@ def private_temporary_script(keep: list[Path], size_mb: int) -> list[str]:
                       f"mount --no-canonicalize --rbind {shlex.quote(inside)} {shlex.quote(str(path))}"]
         lines.append(f"exec {KEEP_FD}<&-")
     return lines
+
+
+def folder_usage(folder: Path, max_bytes: int, max_entries: int) -> tuple[int, int]:
+    """(bytes on disk, entries) below ``folder``, counting stopped early once either passes its maximum.
+
+    Links are not followed; a file's blocks count (a sparse file costs what it
+    holds). No recursion, so nesting depth cannot stop the count.
+    """
+    used, entries, stack = 0, 0, [folder]
+    while stack and used <= max_bytes and entries <= max_entries:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    info = entry.stat(follow_symlinks=False)
+                    used += info.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except (FileNotFoundError, NotADirectoryError):  # removed while counting: it holds nothing now
+            continue
+    return used, entries
 
 
 def _kill_group(pgid: int) -> None:
@@ -323,10 +354,11 @@ def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
     iso = isolation()
     if iso.namespaces:
         uid = slot_uid(slot)
-        stage = folder / ".stage"
+        # (in the run's own /tmp: not in its folder, whose files are counted against its disk limit)
+        stage = Path(SHARED_TEMPORARY[0]) / ".course-stage"
         needed = interpreter_paths() + [Path(p) for p in expose]
-        lines = ["ip link set lo up", *private_temporary_script([folder, *needed], limits.memory_mb),
-                 f"mkdir -p {shlex.quote(str(stage))}"]
+        lines = ["ip link set lo up", *private_temporary_script([folder, *needed], limits.disk_mb),
+                 f"mkdir -m 700 -p {shlex.quote(str(stage))}"]
         lines += expose_script(needed, stage)
         # (a hidden folder below a closed one the exposures covered is gone already)
         lines += [f"{{ [ ! -d {shlex.quote(str(p))} ] || mount -t tmpfs -o size=1m,mode=0755 tmpfs "
@@ -338,7 +370,7 @@ def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
                 "--", "sh", "-c", script]
     else:
         argv = command
-    start = time.perf_counter()
+    start = next_disk_poll = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=folder, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             preexec_fn=lambda: _set_limits(limits), start_new_session=True)
@@ -350,15 +382,22 @@ def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
                 break
             except subprocess.TimeoutExpired:
                 pass
+            now = time.perf_counter()
             if cpu.seconds() > limits.timeout:
                 clock = "cpu"
-            elif time.perf_counter() - start > limits.wall(limits.timeout):
+            elif now - start > limits.wall(limits.timeout):
                 clock = "wall"
+            elif now >= next_disk_poll:
+                next_disk_poll = now + DISK_POLL_SECONDS
+                most_bytes, most_files = DISK_BACKSTOP * limits.disk_mb * 2**20, DISK_BACKSTOP * limits.max_files
+                used, entries = folder_usage(folder, int(most_bytes), most_files)
+                if used > most_bytes or entries > most_files:
+                    clock = "disk"
             if clock or proc.poll() is not None:  # (exited, its stderr held open by a process it left)
                 _kill_group(proc.pid)
                 stderr = _drain(proc)
                 break
     finally:
         _kill_group(proc.pid)  # whatever is left of the group (the only cleanup without namespaces)
-    return Outcome(proc.returncode, bool(clock), time.perf_counter() - start,
+    return Outcome(proc.returncode, clock in ("cpu", "wall"), time.perf_counter() - start,
                    stderr.decode(errors="replace")[-4000:], clock, cpu.peak)

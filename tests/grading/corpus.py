@@ -134,6 +134,9 @@ def cases(course_dir, port: int = 9) -> list[Case]:
         # and fails if not. add's point is always kept.
         Case("print_gigabytes", answers=(ADD, MEAN + "while True:\n    print('x' * 10**6)\n"),
              status=("output", "memory"), score=(1.0, 3.0)),
+        Case("fill_disk", answers=(ADD, MEAN + "import time\nfor i in range(40):\n"
+                                         "    open(f'part{i}', 'wb').write(bytes(5 << 20))\n    time.sleep(0.05)\n"
+                                         "time.sleep(5)\n"), status=("output",), score=1.0),
         Case("sys_exit", answers=(ADD + "import sys\nsys.exit()\n", MEAN)),
         Case("os_exit", answers=(ADD, MEAN + "import os\nos._exit(1)\n"), status=("crashed",), score=1.0),
         Case("segfault", answers=(ADD, MEAN + "import ctypes\nctypes.string_at(0)\n"), status=("crashed",),
@@ -207,4 +210,5 @@ def digest(path: Path) -> str:
 
 CASE_NAMES = [c.name for c in cases(Path("/course"))]
 HOSTILE_WORKERS = 4  # the grader at more slots than cores: submissions wait on time limits and kernel starts
-LIMITS = ["--cell-timeout", "4", "--timeout", "40", "--memory-mb", "1024", "--max-output-mb", "1"]
+LIMITS = ["--cell-timeout", "4", "--timeout", "40", "--memory-mb", "1024", "--max-output-mb", "1",
+          "--disk-mb", "64"]
