@@ -81,7 +81,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from .sandbox import Limits
 
     limits = Limits(cell_timeout=args.cell_timeout, timeout=args.timeout, memory_mb=args.memory_mb,
-                    max_output_mb=args.max_output_mb, disk_mb=args.disk_mb, processes=args.processes, wall_factor=args.wall_factor)
+                    max_output_mb=args.max_output_mb, disk_mb=args.disk_mb, processes=args.processes,
+                    wall_factor=args.wall_factor)
     executor = executor_for(args)
     try:
         rows = grade(args.assignment, args.course_dir, workers=args.workers, limits=limits,

@@ -7,8 +7,9 @@ coordinator (``batch.Grader``) alone writes files and the gradebook.
 
 A worker killed mid-task (out of memory, a node lost) is replaced and its
 task retried by Dask (on the kit's cluster, also when Dask gave up on its
-nanny: ``DaskExecutor._keep_workers``); a task that has been on ``ALLOWED_FAILURES + 1`` dying
-workers is given up (Dask's ``KilledWorker``) and recorded as ``crashed``.
+nanny: ``DaskExecutor._keep_workers``); a task that has been on
+``ALLOWED_FAILURES + 1`` dying workers is given up (Dask's ``KilledWorker``)
+and recorded as ``crashed``.
 
 Security: a Dask scheduler runs whatever any client that reaches it sends,
 as the workers' user. The kit's ``LocalCluster`` speaks TLS with temporary

@@ -17,8 +17,9 @@ Everything a job writes (the notebooks, the hidden tests among them, the
 probes' records) lives in sandbox folders under a private temporary folder
 that is removed before it returns; one left by a grader that was killed
 (a Dask worker lost mid-job) is removed by the next grader on the machine
-(``remove_abandoned_work``), so no submission stays on a worker's disk. Nothing the submission produced is
-unpickled: notebooks are parsed as JSON, records are copied as bytes.
+(``remove_abandoned_work``), so no submission stays on a worker's disk.
+Nothing the submission produced is unpickled: notebooks are parsed as JSON,
+records are copied as bytes.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ from pathlib import Path
 import nbformat
 
 from . import cells as nbcells
-from .sandbox import DISK_BACKSTOP, Limits, claim_slot, isolation, prepare_folder, run_sandboxed, sandbox_env, slot_uid
+from .sandbox import (DISK_BACKSTOP, Limits, claim_slot, isolation, prepare_folder, run_sandboxed, sandbox_env,
+                      slot_uid)
 
 MAX_NOTEBOOK_BYTES = 64 << 20
 
