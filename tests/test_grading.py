@@ -171,6 +171,33 @@ def test_a_run_that_fills_its_folder_is_stopped(tmp_path, code):
     assert used < 200 << 20, f"stopped late: {used >> 20} MiB"
 
 
+def test_a_run_reads_the_data_home_and_cannot_change_it(tmp_path):
+    """Every submission loads the zoo from the data home: none may change it, whatever its permissions."""
+    from course_lib.grading.sandbox import prepare_folder, run_sandboxed, sandbox_env
+
+    if not isolation().namespaces:
+        pytest.skip("read-only mounts need root, unshare and setpriv (mount namespaces)")
+    shared = tmp_path / "data_home"
+    (shared / "models").mkdir(parents=True)
+    shared.chmod(0o777)
+    (shared / "models").chmod(0o777)
+    (shared / "models" / "weights.pt").write_text("the instructor's")
+    (shared / "models" / "weights.pt").chmod(0o666)
+    code = ("import sys\nfrom pathlib import Path\nmodels = Path(sys.argv[1]) / 'models'\n"
+            "print('read', (models / 'weights.pt').read_text(), file=sys.stderr)\n"
+            "for attempt in (lambda: (models / 'weights.pt').write_text('poisoned'),\n"
+            "                lambda: (models / 'planted.pt').write_text('poisoned')):\n"
+            "    try:\n        attempt()\n        print('WROTE', file=sys.stderr)\n"
+            "    except OSError as err:\n        print('refused', err.errno, file=sys.stderr)\n")
+    folder = prepare_folder(tmp_path / "run", 0)
+    outcome = run_sandboxed([sys.executable, "-c", code, str(shared)], folder, 0, Limits(timeout=30), [],
+                            sandbox_env(folder, {}), expose=[shared])
+    assert outcome.returncode == 0 and "read the instructor's" in outcome.stderr, outcome
+    assert outcome.stderr.count("refused 30") == 2 and "WROTE" not in outcome.stderr, outcome.stderr  # EROFS
+    assert sorted(p.name for p in (shared / "models").iterdir()) == ["weights.pt"]
+    assert (shared / "models" / "weights.pt").read_text() == "the instructor's"
+
+
 def test_a_run_has_temporary_folders_of_its_own(tmp_path):
     """What a submission writes to /tmp, /var/tmp or /dev/shm goes with it; it sees nothing kept there."""
     if not isolation().namespaces:
@@ -299,11 +326,14 @@ def _waits_once(marker: Path) -> str:
 
 
 @pytest.mark.slow
-def test_a_wall_clock_timeout_is_graded_once_more_and_the_row_says_so(tmp_path):
+def test_a_wall_clock_timeout_is_graded_once_more_and_the_row_says_so(tmp_path, monkeypatch):
+    from course_lib.grading import sandbox
     from course_lib.grading.batch import grade
 
     # the marker must outlive the first run: the data home is shared with every run (the course
-    # folder, hidden from the submission, is not; nor is /tmp, the sandbox's own)
+    # folder, hidden from the submission, is not; nor is /tmp, the sandbox's own), and made writable
+    # here (every run sees it read-only)
+    monkeypatch.setattr(sandbox, "read_only_script", lambda paths, folder: [])
     course, shared = tmp_path / "course", tmp_path / "data_home"
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)

@@ -15,8 +15,9 @@ What is in force depends on the machine; ``isolation()`` finds out once and
   with only loopback up (no network), a PID namespace (every process the
   submission starts dies with it, however it detached), a mount namespace
   where the course folder and the kit's assignment sources are empty
-  tmpfs mounts and ``/tmp``, ``/var/tmp`` and ``/dev/shm`` are the run's own
-  (what it writes there goes with it; it sees nothing the machine or another
+  tmpfs mounts, the interpreter, the kit and the data home are read-only,
+  and ``/tmp``, ``/var/tmp`` and ``/dev/shm`` are the run's own (what it
+  writes there goes with it; it sees nothing the machine or another
   submission keeps there), and an unprivileged uid per worker slot with a
   process limit (``RLIMIT_NPROC``);
 - otherwise: a new session whose process group is killed at the end; the
@@ -97,7 +98,8 @@ class Isolation:
             lines += ["network: none (new network namespace, loopback only)",
                       "processes: PID namespace, all killed at the end; process limit per slot",
                       "course folder and assignment sources: hidden (empty tmpfs mounts)",
-                      "/tmp, /var/tmp, /dev/shm: the submission's own, gone with it"]
+                      "/tmp, /var/tmp, /dev/shm: the submission's own, gone with it",
+                      "interpreter, kit and data home (the zoo): read-only"]
         else:
             lines += ["network: NOT isolated (needs root and unshare)",
                       "processes: process group killed at the end; a process that calls setsid "
@@ -260,6 +262,24 @@ def expose_script(paths: list[Path], stage: Path) -> list[str]:
     return lines
 
 
+def read_only_script(paths: list[Path], folder: Path) -> list[str]:
+    """Shell lines (run as root in the mount namespace) that make ``paths`` read-only for the run.
+
+    The interpreter, the kit and the data home are shared by every
+    submission: one that could write there could change what the next
+    student's notebook imports or loads (a zoo model), whatever the
+    folders' permissions. A path that holds ``folder`` is left alone.
+    """
+    lines, own = [], Path(os.path.realpath(folder))
+    for path in sorted({Path(os.path.realpath(p)) for p in paths}):
+        if path == own or path in own.parents:
+            continue
+        quoted = shlex.quote(str(path))
+        lines.append(f"{{ [ ! -d {quoted} ] || {{ mount --bind {quoted} {quoted} && "
+                     f"mount -o remount,bind,ro {quoted}; }}; }}")
+    return lines
+
+
 def interpreter_paths() -> list[Path]:
     """What a Python process needs to reach: its real prefix, the venv's, and the kit's package.
 
@@ -360,6 +380,7 @@ def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
         lines = ["ip link set lo up", *private_temporary_script([folder, *needed], limits.disk_mb),
                  f"mkdir -m 700 -p {shlex.quote(str(stage))}"]
         lines += expose_script(needed, stage)
+        lines += read_only_script(needed, folder)
         # (a hidden folder below a closed one the exposures covered is gone already)
         lines += [f"{{ [ ! -d {shlex.quote(str(p))} ] || mount -t tmpfs -o size=1m,mode=0755 tmpfs "
                   f"{shlex.quote(str(p))}; }}" for p in hide if Path(p).is_dir()]
