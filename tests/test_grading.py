@@ -171,6 +171,17 @@ def test_a_run_that_fills_its_folder_is_stopped(tmp_path, code):
     assert used < 200 << 20, f"stopped late: {used >> 20} MiB"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="oom_score_adj is Linux's")
+def test_a_run_is_the_first_the_out_of_memory_killer_takes(tmp_path):
+    """Many processes can each stay under RLIMIT_DATA: if memory runs out, the submission must go, not the grader."""
+    code = ("import subprocess, sys\nprint('run', open('/proc/self/oom_score_adj').read().strip(), file=sys.stderr)\n"
+            "child = subprocess.run(['cat', '/proc/self/oom_score_adj'], capture_output=True, text=True)\n"
+            "print('child', child.stdout.strip(), file=sys.stderr)")
+    outcome = _sandboxed(tmp_path, code, Limits(timeout=30))
+    assert "run 1000" in outcome.stderr and "child 1000" in outcome.stderr, outcome
+    assert Path("/proc/self/oom_score_adj").read_text().strip() != "1000", "the grader must not be first"
+
+
 def test_a_run_reads_the_data_home_and_cannot_change_it(tmp_path):
     """Every submission loads the zoo from the data home: none may change it, whatever its permissions."""
     from course_lib.grading.sandbox import prepare_folder, run_sandboxed, sandbox_env

@@ -93,7 +93,8 @@ class Isolation:
     def describe(self) -> list[str]:
         """One line per protection: in force, or not and why."""
         lines = ["time limit per cell and per notebook: yes, in CPU seconds (wall clock only as a backstop)",
-                 "memory limit (RLIMIT_DATA), output cap, disk space and files of the working folder: yes"]
+                 "memory limit per process (RLIMIT_DATA; the out-of-memory killer takes the submission's "
+                 "processes first), output cap, disk space and files of the working folder: yes"]
         if self.namespaces:
             lines += ["network: none (new network namespace, loopback only)",
                       "processes: PID namespace, all killed at the end; process limit per slot",
@@ -181,11 +182,20 @@ def claim_slot(slot: int | None = None):
 
 
 def _set_limits(limits: Limits) -> None:
-    """In the child before exec: the limits, and death with the grader (Linux's PR_SET_PDEATHSIG)."""
+    """In the child before exec: the limits, death with the grader (Linux's PR_SET_PDEATHSIG), and first
+    in line for the kernel's out-of-memory killer.
+
+    RLIMIT_DATA bounds each process, not their sum: many processes that each
+    stay under it can exhaust the machine's memory. The kernel then kills the
+    process with the highest ``oom_score_adj`` first: a submission's (1000,
+    inherited by every process it starts), never the grader or a Dask worker.
+    """
     if sys.platform.startswith("linux"):
         import ctypes
 
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a killed grader leaves no sandbox
+        with open("/proc/self/oom_score_adj", "w") as adj:  # (raising it needs no privilege)
+            adj.write("1000")
     memory = int(limits.memory_mb) << 20
     files = int(limits.max_output_mb * 4 + 256) << 20
     resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
