@@ -18,7 +18,6 @@ from PIL import Image
 from course_lib.data import cifar10, coco
 from course_lib.models import places365
 
-torch.set_num_threads(1)
 # pycocotools' compiled mask decoder, called here to compute expected masks, predates NumPy 2.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning")
 
