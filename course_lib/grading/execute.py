@@ -36,7 +36,7 @@ from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: E402
 
 from course_lib.grading.cputime import CpuClock  # noqa: E402
-from course_lib.grading.sandbox import folder_usage  # noqa: E402
+from course_lib.grading.sandbox import folder_exceeds  # noqa: E402
 
 MEMORY_MARKS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc")
 
@@ -120,10 +120,7 @@ class CappedClient(NotebookClient):
     async def _watch_disk(self, cell_index: int) -> None:
         """Kill the kernel's tree once the working folder holds more than its bytes or files."""
         pid = self._kernel_pid()
-        while True:
-            used, files = folder_usage(Path(self.folder), self.max_disk_bytes, self.max_files)
-            if used > self.max_disk_bytes or files > self.max_files:
-                break
+        while not folder_exceeds(Path(self.folder), self.max_disk_bytes, self.max_files):
             await asyncio.sleep(self.DISK_POLL_SECONDS)
         self.disk_exceeded_cell = cell_index
         self._kill_tree(pid)

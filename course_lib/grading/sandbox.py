@@ -353,6 +353,12 @@ def folder_usage(folder: Path, max_bytes: int, max_entries: int) -> tuple[int, i
     return used, entries
 
 
+def folder_exceeds(folder: Path, max_bytes: float, max_entries: int) -> bool:
+    """Whether ``folder`` holds more than ``max_bytes`` on disk or more than ``max_entries`` entries."""
+    used, entries = folder_usage(folder, int(max_bytes), max_entries)
+    return used > max_bytes or entries > max_entries
+
+
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -420,9 +426,7 @@ def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
                 clock = "wall"
             elif now >= next_disk_poll:
                 next_disk_poll = now + DISK_POLL_SECONDS
-                most_bytes, most_files = DISK_BACKSTOP * limits.disk_mb * 2**20, DISK_BACKSTOP * limits.max_files
-                used, entries = folder_usage(folder, int(most_bytes), most_files)
-                if used > most_bytes or entries > most_files:
+                if folder_exceeds(folder, DISK_BACKSTOP * limits.disk_mb * 2**20, DISK_BACKSTOP * limits.max_files):
                     clock = "disk"
             if clock or proc.poll() is not None:  # (exited, its stderr held open by a process it left)
                 _kill_group(proc.pid)
