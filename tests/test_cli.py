@@ -65,6 +65,32 @@ def test_full_profile_without_data_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "Assignment4_datasets" in capsys.readouterr().err
 
 
+def _documented_command_lines(text: str) -> list[str]:
+    """The ``course ...`` lines of a page's code blocks, continuation lines joined, comments dropped."""
+    lines, blocks = [], re.findall(r"^```(?:bash|sh|console)?\n(.*?)^```", text, flags=re.M | re.S)
+    for block in blocks:
+        joined = re.sub(r"\\\n\s*", " ", block)
+        for line in joined.splitlines():
+            line = re.split(r" #| && | \| | ; ", line, maxsplit=1)[0].strip()  # the `course` command alone
+            if re.match(r"(\.venv/bin/)?course ", line):
+                lines.append(line.split("course ", 1)[1])
+    return lines
+
+
+@pytest.mark.parametrize("page", ["README.md", "book/grading.md"])
+def test_the_documented_course_command_lines_parse(page):
+    """Every ``course`` line the README and the grading page print has flags the parser knows."""
+    lines = _documented_command_lines((REPO / page).read_text())
+    assert any(line.startswith("grade ") for line in lines), lines
+    parser = build_parser()
+    for line in lines:
+        argv = [a for a in shlex.split(line) if not re.fullmatch(r"[A-Z_]+=.*", a)]
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{page}: `course {line}` does not parse")
+
+
 def _project_command_lines() -> list[str]:
     """The `course ...` command lines of the book's table mapping the project's scripts."""
     page = (REPO / "book" / "course_project.md").read_text()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -180,6 +181,123 @@ def test_a_run_is_the_first_the_out_of_memory_killer_takes(tmp_path):
     outcome = _sandboxed(tmp_path, code, Limits(timeout=30))
     assert "run 1000" in outcome.stderr and "child 1000" in outcome.stderr, outcome
     assert Path("/proc/self/oom_score_adj").read_text().strip() != "1000", "the grader must not be first"
+
+
+def _memory_cgroups_or_skip():
+    from course_lib.grading import memory_cgroup
+
+    found = memory_cgroup.probe()
+    if isinstance(found, str):
+        pytest.skip(f"no memory cgroup can be made here: {found}")
+    return found
+
+
+# A parent that starts four children holding 100 MiB each for 3 s (each far under RLIMIT_DATA) and
+# prints their exit codes.
+HOLDERS = ("import subprocess, sys\n"
+           "hold = 'b = bytearray(100 << 20); b[::4096] = bytes(len(b) // 4096); import time; time.sleep(3)'\n"
+           "children = [subprocess.Popen([sys.executable, '-c', hold]) for _ in range(4)]\n"
+           "print('codes', *[c.wait() for c in children], file=sys.stderr)")
+
+
+def test_a_runs_processes_are_held_to_a_total_memory_limit_together(tmp_path):
+    """RLIMIT_DATA bounds each process; the run's memory cgroup bounds their sum, and counts its kills."""
+    _memory_cgroups_or_skip()
+    over = _sandboxed(tmp_path, HOLDERS, Limits(timeout=30, memory_mb=1024, total_memory_mb=300))
+    assert over.memory_kills >= 1 and "-9" in over.stderr, over
+    under = _sandboxed(tmp_path, HOLDERS, Limits(timeout=30, memory_mb=1024, total_memory_mb=2048))
+    assert under.memory_kills == 0 and "codes 0 0 0 0" in under.stderr, under
+
+
+def test_a_kernel_killed_for_the_runs_total_memory_is_graded_memory_and_says_why(tmp_path):
+    from course_lib.grading.job import Job, _Run
+
+    _memory_cgroups_or_skip()
+    limits = Limits(timeout=30, cell_timeout=20, memory_mb=4096, total_memory_mb=400)
+    job = Job("ada", "tiny", "tiny.ipynb", "", None, None, False, limits)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(
+        "hoard = bytearray(600 << 20)\nhoard[::4096] = bytes(len(hoard) // 4096)")])  # under 4096, over 400
+    result = _Run(job, 0, tmp_path).phase(nb, "student")
+    assert result.status == "memory", result
+    assert "more than 400 MiB together" in result.reason and "killed 1" in result.reason, result.reason
+
+
+def test_a_process_that_left_the_group_dies_with_the_runs_memory_cgroup(tmp_path, monkeypatch):
+    """Without namespaces only the process group is killed; the run's cgroup finds every process it started."""
+    from course_lib.grading import sandbox
+
+    _memory_cgroups_or_skip()
+    monkeypatch.setattr(sandbox, "isolation", lambda: sandbox.Isolation(False, False, memory_cgroup=""))
+    tag = f"left-{os.getpid()}-{tmp_path.name}"
+    escape = (f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)', "
+              f"{tag!r}], start_new_session=True, stderr=subprocess.DEVNULL)\nprint('parent done', file=sys.stderr)")
+    run = _sandboxed(tmp_path, escape, Limits(timeout=10))
+    time.sleep(0.2)
+    left = [p for p in psutil.process_iter(["cmdline"]) if tag in (p.info["cmdline"] or [])]
+    for process in left:
+        process.kill()
+    assert run.returncode == 0 and "parent done" in run.stderr, run
+    assert not left, "a process that called setsid outlived its run"
+
+
+def test_memory_cgroups_of_killed_graders_are_removed_and_a_living_graders_are_not():
+    from course_lib.grading import memory_cgroup
+
+    parent, layout = _memory_cgroups_or_skip()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    abandoned = memory_cgroup.RunCgroup(parent / f"{memory_cgroup.PREFIX}{gone.pid}-k1ll3d", layout)
+    living = memory_cgroup.RunCgroup.create(parent, layout, 64 << 20)  # named after this process
+    abandoned.folder.mkdir()
+    try:
+        removed = memory_cgroup.remove_abandoned()  # (with any an earlier killed grader left)
+        assert str(abandoned.folder) in removed and str(living.folder) not in removed, removed
+        assert not abandoned.folder.exists() and living.folder.is_dir()
+    finally:
+        living.remove()
+        if abandoned.folder.exists():
+            abandoned.remove()
+
+
+@pytest.mark.parametrize("cgroup, mountinfo, expected", [
+    # v1: the memory controller's own hierarchy, mounted at its root
+    ("4:memory:/process_api/abc\n0::/\n", "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+     ("/sys/fs/cgroup/memory/process_api/abc", 1)),
+    # v1 with memory joined to another controller, the mount showing only a part of the hierarchy
+    ("5:cpu,memory:/docker/x/grader\n", "40 1 0:33 /docker/x /sys/fs/cgroup/cpu,memory rw - cgroup cg rw,cpu,memory\n",
+     ("/sys/fs/cgroup/cpu,memory/grader", 1)),
+    # v2 only (a space in the path is written \040 in mountinfo)
+    ("0::/user.slice/grade\n", "29 1 0:26 / /sys/fs/cgroup\\040x rw - cgroup2 cgroup2 rw\n",
+     ("/sys/fs/cgroup x/user.slice/grade", 2)),
+    # hybrid: v1 holds the memory controller, so v1 is used
+    ("3:memory:/a\n0::/b\n", "30 1 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+     "31 1 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n", ("/sys/fs/cgroup/memory/a", 1)),
+])
+def test_the_graders_own_memory_cgroup_is_found_from_proc(cgroup, mountinfo, expected):
+    from course_lib.grading.memory_cgroup import own_cgroup
+
+    folder, layout = own_cgroup(cgroup, mountinfo)
+    assert (str(folder), layout.version) == expected
+
+
+def test_no_memory_cgroup_says_why(tmp_path, monkeypatch):
+    from course_lib.grading import memory_cgroup
+
+    with pytest.raises(memory_cgroup.CgroupUnavailable, match="no cgroup memory controller is mounted"):
+        memory_cgroup.own_cgroup("1:cpu:/\n", "35 31 0:32 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n")
+    # a v2 cgroup that does not hand the memory controller down
+    (tmp_path / "memory.max").write_text("max\n")
+    (tmp_path / "cgroup.subtree_control").write_text("cpu io\n")
+    monkeypatch.setenv(memory_cgroup.CGROUP_ENV, str(tmp_path))
+    memory_cgroup.probe.cache_clear()
+    try:
+        assert "does not give the memory controller" in memory_cgroup.probe()
+        monkeypatch.setenv(memory_cgroup.CGROUP_ENV, str(tmp_path / "nowhere"))
+        memory_cgroup.probe.cache_clear()
+        assert "is not a folder" in memory_cgroup.probe()
+    finally:
+        monkeypatch.undo()
+        memory_cgroup.probe.cache_clear()
 
 
 def test_a_run_reads_the_data_home_and_cannot_change_it(tmp_path):

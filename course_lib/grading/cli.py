@@ -22,6 +22,9 @@ def add_grading_commands(sub) -> None:
                        help="wall-clock backstop, as a multiple of each CPU limit, for code that waits "
                             "(default 3; a wall-clock timeout is re-run once)")
     grade.add_argument("--memory-mb", type=int, default=4096, help="memory per process, MiB (default 4096)")
+    grade.add_argument("--total-memory-mb", type=int, default=6144,
+                       help="memory of all a notebook's processes and its /tmp together, MiB (default 6144; "
+                            "enforced where a memory cgroup can be made: the report's first lines say)")
     grade.add_argument("--max-output-mb", type=float, default=10, help="output per notebook, MiB (default 10)")
     grade.add_argument("--disk-mb", type=float, default=512,
                        help="files a notebook may write to its folder, MiB; also the size of its own /tmp "
@@ -81,8 +84,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from .sandbox import Limits
 
     limits = Limits(cell_timeout=args.cell_timeout, timeout=args.timeout, memory_mb=args.memory_mb,
-                    max_output_mb=args.max_output_mb, disk_mb=args.disk_mb, processes=args.processes,
-                    wall_factor=args.wall_factor)
+                    total_memory_mb=args.total_memory_mb, max_output_mb=args.max_output_mb, disk_mb=args.disk_mb,
+                    processes=args.processes, wall_factor=args.wall_factor)
     executor = executor_for(args)
     try:
         rows = grade(args.assignment, args.course_dir, workers=args.workers, limits=limits,

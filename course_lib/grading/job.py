@@ -40,6 +40,7 @@ from pathlib import Path
 import nbformat
 
 from . import cells as nbcells
+from . import memory_cgroup
 from .sandbox import (DISK_BACKSTOP, Limits, claim_slot, isolation, prepare_folder, run_sandboxed, sandbox_env,
                       slot_uid)
 
@@ -204,6 +205,10 @@ class _Run:
                 status = {"status": "output", "clock": "",
                           "reason": f"the notebook wrote more than {DISK_BACKSTOP * self.limits.disk_mb:g} MiB "
                                     f"or {DISK_BACKSTOP * self.limits.max_files} files to its folder"}
+            elif outcome.memory_kills and (status is None or status["status"] != "ok"):
+                status = {"status": "memory", "clock": "",
+                          "reason": f"the notebook's processes held more than {self.limits.total_memory_mb} MiB "
+                                    f"together, and the kernel killed {outcome.memory_kills} of them"}
             elif status is None:
                 memory = "MemoryError" in outcome.stderr or "Cannot allocate memory" in outcome.stderr
                 last = [line for line in outcome.stderr.splitlines() if line.strip()][-1:] or [""]
@@ -339,12 +344,12 @@ WORK_PREFIX = "course-grade-"  # + the grader's pid + "-": whose work it is
 
 @functools.lru_cache(maxsize=1)
 def remove_abandoned_work(folder: str | None = None) -> list[str]:
-    """Remove the work folders of graders that are gone; once per process. Returns what it removed.
+    """Remove the work folders and memory cgroups of graders that are gone; once per process.
 
     A grader killed mid-job (a Dask worker's process, ``kill -9``) cannot
     clean up; its folder holds a submission and hidden tests. Only folders
     whose pid is not alive are removed (a reused pid keeps one until the
-    next sweep after that process ends).
+    next sweep after that process ends). Returns what it removed.
     """
     import psutil
 
@@ -360,7 +365,7 @@ def remove_abandoned_work(folder: str | None = None) -> list[str]:
             logging.getLogger("course-grade").warning("could not remove %s: %s", path, "; ".join(failures[:3]))
         else:
             removed.append(str(path))
-    return removed
+    return removed + (memory_cgroup.remove_abandoned() if folder is None else [])  # (the machine's, not a test's)
 
 
 def grade_job(job: Job, slot: int | None = None, worker: str = "local") -> dict:

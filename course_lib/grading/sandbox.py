@@ -11,6 +11,10 @@ What is in force depends on the machine; ``isolation()`` finds out once and
   folder (the runner stops a cell past ``disk_mb`` and ``max_files``; the
   run is killed past ``DISK_BACKSTOP`` times them), no core dumps,
   a scrubbed environment and a fresh working folder;
+- where a memory cgroup can be made (``memory_cgroup.probe``: root on cgroup
+  v1, or a delegated v2 folder): the memory of all the run's processes and
+  its /tmp together (``total_memory_mb``), and every process of the run
+  killed at the end, however it detached;
 - as root with ``unshare`` and ``setpriv`` (Linux): a new network namespace
   with only loopback up (no network), a PID namespace (every process the
   submission starts dies with it, however it detached), a mount namespace
@@ -29,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import logging
 import os
 import resource
 import shlex
@@ -41,6 +46,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import memory_cgroup
 from .cputime import CpuClock
 
 FIRST_SANDBOX_UID = 61000  # slot n runs as uid 61000 + n; no file on the machine is theirs
@@ -64,7 +70,8 @@ class Limits:
 
     cell_timeout: float = 60.0
     timeout: float = 300.0
-    memory_mb: int = 4096
+    memory_mb: int = 4096  # per process (RLIMIT_DATA)
+    total_memory_mb: int = 6144  # all the run's processes and its own /tmp together (a memory cgroup)
     max_output_mb: float = 10.0
     disk_mb: float = 512.0  # files in the working folder; also the size of its own /tmp, /var/tmp, /dev/shm
     max_files: int = 20_000  # files and folders in the working folder
@@ -79,8 +86,8 @@ class Limits:
         if not self.wall_factor >= 1:
             raise ValueError(f"wall_factor must be at least 1 (the wall clock cannot run slower than "
                              f"the CPU clock of one process), got {self.wall_factor}")
-        for name in ("cell_timeout", "timeout", "memory_mb", "max_output_mb", "disk_mb", "max_files",
-                     "processes"):
+        for name in ("cell_timeout", "timeout", "memory_mb", "total_memory_mb", "max_output_mb", "disk_mb",
+                     "max_files", "processes"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -89,12 +96,15 @@ class Limits:
 class Isolation:
     namespaces: bool  # network, PID and mount namespaces, as root
     unprivileged_user: bool
+    memory_cgroup: str = "not tried"  # why no run gets a memory cgroup ("" when each does)
 
     def describe(self) -> list[str]:
         """One line per protection: in force, or not and why."""
         lines = ["time limit per cell and per notebook: yes, in CPU seconds (wall clock only as a backstop)",
                  "memory limit per process (RLIMIT_DATA; the out-of-memory killer takes the submission's "
-                 "processes first), output cap, disk space and files of the working folder: yes"]
+                 "processes first), output cap, disk space and files of the working folder: yes",
+                 "memory of the whole run (all its processes and its /tmp): " + (
+                     f"NOT limited ({self.memory_cgroup})" if self.memory_cgroup else "yes (a memory cgroup)")]
         if self.namespaces:
             lines += ["network: none (new network namespace, loopback only)",
                       "processes: PID namespace, all killed at the end; process limit per slot",
@@ -103,8 +113,10 @@ class Isolation:
                       "interpreter, kit and data home (the zoo): read-only"]
         else:
             lines += ["network: NOT isolated (needs root and unshare)",
-                      "processes: process group killed at the end; a process that calls setsid "
-                      "can outlive the grading, and its CPU time is not counted; no process-count limit",
+                      "processes: process group killed at the end" + (
+                          "; a process that calls setsid can outlive the grading" if self.memory_cgroup else
+                          ", and every process of the run's memory cgroup") +
+                      "; a process that calls setsid is not counted in CPU time; no process-count limit",
                       "course folder: NOT hidden (the submission runs as the grader's user)",
                       "/tmp: shared with the machine (a submission can leave files there)"]
         lines.append("unprivileged user: " + ("yes, one uid per worker slot" if self.unprivileged_user
@@ -115,15 +127,17 @@ class Isolation:
 @functools.lru_cache(maxsize=1)
 def isolation() -> Isolation:
     """What this machine allows (tried once per process)."""
+    cgroup = memory_cgroup.probe()
+    cgroup = cgroup if isinstance(cgroup, str) else ""
     tools = all(shutil.which(t) for t in ("unshare", "setpriv", "ip"))
     if os.geteuid() != 0 or not tools or not sys.platform.startswith("linux"):
-        return Isolation(False, False)
+        return Isolation(False, False, cgroup)
     probe = subprocess.run(
         ["unshare", "--net", "--pid", "--fork", "--mount", "--mount-proc", "--kill-child", "--",
          "sh", "-c", "ip link set lo up && setpriv --reuid 61000 --regid 61000 --clear-groups true"],
         capture_output=True, timeout=30)
     ok = probe.returncode == 0
-    return Isolation(ok, ok)
+    return Isolation(ok, ok, cgroup)
 
 
 def slot_uid(slot: int) -> int:
@@ -181,7 +195,7 @@ def claim_slot(slot: int | None = None):
                        f"run fewer graders or workers at once")
 
 
-def _set_limits(limits: Limits) -> None:
+def _set_limits(limits: Limits, cgroup: memory_cgroup.RunCgroup | None = None) -> None:
     """In the child before exec: the limits, death with the grader (Linux's PR_SET_PDEATHSIG), and first
     in line for the kernel's out-of-memory killer.
 
@@ -189,7 +203,11 @@ def _set_limits(limits: Limits) -> None:
     stay under it can exhaust the machine's memory. The kernel then kills the
     process with the highest ``oom_score_adj`` first: a submission's (1000,
     inherited by every process it starts), never the grader or a Dask worker.
+    Where the machine allows one, the run's memory cgroup bounds the sum
+    (joined here, as root, before any of the submission's code runs).
     """
+    if cgroup is not None:
+        cgroup.join()
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -215,6 +233,7 @@ class Outcome:
     stderr: str
     clock: str = ""  # which limit stopped it: "cpu" or "wall" (timed_out), "disk" (its folder grew too large)
     cpu_seconds: float = 0.0
+    memory_kills: int = 0  # processes the kernel killed for passing limits.total_memory_mb
 
 
 def prepare_folder(folder: Path, slot: int) -> Path:
@@ -407,11 +426,20 @@ def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
                 "--", "sh", "-c", script]
     else:
         argv = command
+    cgroup = None
+    if not iso.memory_cgroup:
+        parent, layout = memory_cgroup.probe()
+        cgroup = memory_cgroup.RunCgroup.create(parent, layout, int(limits.total_memory_mb) << 20)
     start = next_disk_poll = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=folder, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: _set_limits(limits), start_new_session=True)
-    clock, cpu = "", CpuClock(proc.pid)
+    try:
+        proc = subprocess.Popen(argv, cwd=folder, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: _set_limits(limits, cgroup), start_new_session=True)
+    except BaseException:
+        if cgroup is not None:
+            cgroup.remove()
+        raise
+    clock, cpu, memory_kills = "", CpuClock(proc.pid), 0
     try:
         while True:
             try:  # (communicate may be called again after its timeout; stderr keeps draining)
@@ -433,6 +461,14 @@ def run_sandboxed(command: list[str], folder: Path, slot: int, limits: Limits,
                 stderr = _drain(proc)
                 break
     finally:
-        _kill_group(proc.pid)  # whatever is left of the group (the only cleanup without namespaces)
+        _kill_group(proc.pid)  # whatever is left of the group (without namespaces or a cgroup: all there is)
+        if cgroup is not None:
+            memory_kills = cgroup.oom_kills()
+            try:
+                cgroup.remove()  # (kills every process still in it first, however it left the group)
+            except OSError as err:  # a process the kernel could not kill yet: the grade stands
+                logging.getLogger("course-grade").warning(
+                    "could not remove the run's memory cgroup %s (%s); remove it with rmdir once it is empty",
+                    cgroup.folder, err)
     return Outcome(proc.returncode, clock in ("cpu", "wall"), time.perf_counter() - start,
-                   stderr.decode(errors="replace")[-4000:], clock, cpu.peak)
+                   stderr.decode(errors="replace")[-4000:], clock, cpu.peak, memory_kills)
