@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import signal
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -41,13 +42,11 @@ class Layout:
     version: int
     limit: str  # bytes the run's processes may hold
     swap: str  # v1: memory + swap (set to the limit); v2: swap alone (set to 0)
-    peak: str  # the most the run held, in bytes
     events: str  # holds the line "oom_kill <count>"
 
 
-V1 = Layout(1, "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.max_usage_in_bytes",
-            "memory.oom_control")
-V2 = Layout(2, "memory.max", "memory.swap.max", "memory.peak", "memory.events")
+V1 = Layout(1, "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.oom_control")
+V2 = Layout(2, "memory.max", "memory.swap.max", "memory.events")
 
 
 class CgroupUnavailable(RuntimeError):
@@ -104,6 +103,8 @@ def _layout_of(folder: Path) -> Layout:
 @functools.lru_cache(maxsize=1)
 def probe() -> tuple[Path, Layout] | str:
     """(the folder runs' cgroups go in, its layout), or why there is none. Tried once per process."""
+    if not sys.platform.startswith("linux"):
+        return "memory cgroups are Linux's"
     try:
         configured = os.environ.get(CGROUP_ENV)
         if configured:
@@ -164,11 +165,6 @@ class RunCgroup:
         text = (self.folder / self.layout.events).read_text()
         match = re.search(r"^oom_kill (\d+)$", text, flags=re.M)
         return int(match.group(1)) if match else 0
-
-    def peak_bytes(self) -> int:
-        """The most memory the run's processes held at once (0 where the kernel does not say)."""
-        path = self.folder / self.layout.peak
-        return int(path.read_text()) if path.exists() else 0
 
     def kill_all(self, patience: float = 5.0) -> None:
         """SIGKILL every process in the cgroup until none is left (a fork racing the kill is caught next round)."""
