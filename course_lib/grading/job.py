@@ -27,7 +27,6 @@ import functools
 import json
 import logging
 import os
-import re
 import shutil
 import stat
 import sys
@@ -351,13 +350,10 @@ def remove_abandoned_work(folder: str | None = None) -> list[str]:
     whose pid is not alive are removed (a reused pid keeps one until the
     next sweep after that process ends). Returns what it removed.
     """
-    import psutil
-
     removed = []
     root = Path(folder or tempfile.gettempdir())
     for path in root.glob(f"{WORK_PREFIX}*-*"):
-        match = re.fullmatch(rf"{WORK_PREFIX}(\d+)-\w+", path.name)
-        if not match or not path.is_dir() or psutil.pid_exists(int(match.group(1))):
+        if not path.is_dir() or not memory_cgroup.left_by_a_gone_grader(path.name, WORK_PREFIX):
             continue
         failures = []
         shutil.rmtree(path, onerror=lambda function, name, info: failures.append(f"{name}: {info[1]}"))

@@ -184,10 +184,20 @@ class RunCgroup:
             self.folder.rmdir()
 
 
-def remove_abandoned(parent: Path | None = None) -> list[str]:
-    """Remove the runs' cgroups of graders that are gone (a killed grader cannot). Returns what it removed."""
+def left_by_a_gone_grader(name: str, prefix: str = PREFIX) -> bool:
+    """Whether ``name`` is ``prefix`` + a pid + "-" + a tag, and that pid is not alive.
+
+    A grader names its work folders and cgroups so; a reused pid keeps its
+    leftovers until the sweep after that process ends.
+    """
     import psutil
 
+    match = re.fullmatch(rf"{re.escape(prefix)}(\d+)-\w+", name)
+    return bool(match) and not psutil.pid_exists(int(match.group(1)))
+
+
+def remove_abandoned(parent: Path | None = None) -> list[str]:
+    """Remove the runs' cgroups of graders that are gone (a killed grader cannot). Returns what it removed."""
     if parent is None:
         found = probe()
         if isinstance(found, str):
@@ -195,8 +205,7 @@ def remove_abandoned(parent: Path | None = None) -> list[str]:
         parent = found[0]
     removed = []
     for folder in parent.glob(f"{PREFIX}*-*"):
-        match = re.fullmatch(rf"{PREFIX}(\d+)-\w+", folder.name)
-        if match and folder.is_dir() and not psutil.pid_exists(int(match.group(1))):
+        if folder.is_dir() and left_by_a_gone_grader(folder.name):
             try:
                 RunCgroup(folder, _layout_of(folder)).remove()
             except OSError as err:  # a process of it not dead yet: the next grader's sweep tries again

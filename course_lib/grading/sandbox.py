@@ -113,10 +113,10 @@ class Isolation:
                       "interpreter, kit and data home (the zoo): read-only"]
         else:
             lines += ["network: NOT isolated (needs root and unshare)",
-                      "processes: process group killed at the end" + (
-                          "; a process that calls setsid can outlive the grading" if self.memory_cgroup else
-                          ", and every process of the run's memory cgroup") +
-                      "; a process that calls setsid is not counted in CPU time; no process-count limit",
+                      ("processes: process group killed at the end; a process that calls setsid can outlive "
+                       "the grading" if self.memory_cgroup else
+                       "processes: every process of the run's memory cgroup killed at the end") +
+                      "; one that calls setsid is not counted in CPU time; no process-count limit",
                       "course folder: NOT hidden (the submission runs as the grader's user)",
                       "/tmp: shared with the machine (a submission can leave files there)"]
         lines.append("unprivileged user: " + ("yes, one uid per worker slot" if self.unprivileged_user
