@@ -1,17 +1,33 @@
 """Shared fixtures: small datasets made on the fly, and one quick-profile data home.
 
-The suite runs in one process, one test after the other. Two pytest-xdist workers
-(the notebooks on one, every other module beside them on the other, at nice 19 or
-in the idle CPU class) took as long on 2 cores: the chapters beside the other
-tests ran 2-4 times slower (chapter 2 in 143-239 s against 60 s alone).
+The notebooks run in a background process (``_book_run``), started with the first
+test of a session that has tests reading them; the other tests run beside it, and
+the tests that read the executed notebooks or the book run last, waiting for it.
+The book run keeps its two threads per kernel (as ``make book`` does: a zoo model
+trained with another thread count differs in its last digits); the tests beside it
+are mostly start-up, subprocesses and waiting, which used a core's idle half.
+
+Two pytest-xdist workers (the notebooks on one, every other module on the other)
+took as long: the chapters ran 2-4 times slower. That was OpenMP's spinning: an
+idle torch thread busy-waits for its next task, and a thread spinning beside
+another process takes that process's core. Measured here (MnistCNN training steps
+per second, 2 threads): 35 alone, 17.7 beside a one-core busy loop with the default
+wait policy, 32.9 with OMP_WAIT_POLICY=PASSIVE (35.4 alone). The suite and every
+process it starts therefore run with the passive policy; it changes no result.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import numpy as np
-import pytest
-from PIL import Image
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch's OpenMP loads: before any import of torch
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -74,28 +90,87 @@ def _isolated_environment(monkeypatch, _scratch_home):
     monkeypatch.setenv("COURSE_DATA_HOME", str(_scratch_home))
 
 
-@pytest.fixture(scope="session")
-def executed_notebooks(quick_data_home):
-    """Execute every notebook once (quick profile) into _build/executed.
+def _reads_the_book(item) -> bool:
+    return "executed_notebooks" in getattr(item, "fixturenames", ())
 
-    The notebook tests and the book build share this one run.
+
+def pytest_collection_modifyitems(session, config, items):
+    """The tests that read the executed notebooks (or the book) last, in their order: they wait for the book run."""
+    items.sort(key=_reads_the_book)
+
+
+BOOK_RUN_LOG = REPO / "_build" / "book_run.log"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _book_run(request):
+    """Execute every notebook (quick profile) into _build/executed, then build the HTML book, in the background.
+
+    Started with the session's first test when some test reads the notebooks;
+    ``None`` otherwise. Its output goes to ``_build/book_run.log``. One notebook
+    at a time, as ``make book`` runs them. A run still going at the session's end
+    (an interrupted session) is killed with its kernels.
     """
-    from course_lib.runner import EXECUTED_DIR, list_notebooks, run_notebooks
+    if not any(_reads_the_book(item) for item in request.session.items):
+        yield None
+        return
+    home = request.getfixturevalue("quick_data_home")
+    from course_lib.runner import EXECUTED_DIR
 
-    # One at a time: the zoo models then train with all cores' threads, as users' builds do
-    # (run_notebooks's docstring: two jobs save 2 minutes here but change the models' last digits).
-    runs = run_notebooks(list_notebooks(REPO / "notebooks"), EXECUTED_DIR, data_home=quick_data_home)
+    script = ("import sys\n"
+              "from course_lib.book import build_book\n"
+              "from course_lib.runner import list_notebooks, run_notebooks\n"
+              f"runs = run_notebooks(list_notebooks({str(REPO / 'notebooks')!r}), {str(EXECUTED_DIR)!r}, "
+              f"data_home={str(home)!r})\n"
+              "if not all(run.ok for run in runs):\n"
+              "    sys.exit('a notebook failed; see _build/executed')\n"
+              f"print('book:', build_book({str(EXECUTED_DIR)!r}), flush=True)\n")
+    BOOK_RUN_LOG.parent.mkdir(parents=True, exist_ok=True)
+    (EXECUTED_DIR / "report.json").unlink(missing_ok=True)  # never read a previous session's report
+    env = dict(os.environ, COURSE_PROGRESS="0")
+    env.pop("COURSE_DATA_HOME", None)
+    with open(BOOK_RUN_LOG, "w") as log:
+        process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    yield process
+    if process.poll() is None:
+        import signal
+
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _finished_book_run(process) -> None:
+    process.wait()
+    assert process.returncode == 0, (f"the background book run failed (exit {process.returncode}); "
+                                     f"{BOOK_RUN_LOG} ends:\n" + BOOK_RUN_LOG.read_text()[-5000:])
+
+
+@pytest.fixture(scope="session")
+def executed_notebooks(_book_run):
+    """Every notebook, executed once (quick profile) into _build/executed: ``{name: NotebookRun}``.
+
+    The notebook tests and the book build share this one run (``_book_run``).
+    """
+    import json
+
+    from course_lib.runner import EXECUTED_DIR, NotebookRun
+
+    _book_run.wait()
+    report_path = EXECUTED_DIR / "report.json"
+    assert report_path.is_file(), (f"the background book run wrote no report (exit {_book_run.returncode}); "
+                                   f"{BOOK_RUN_LOG} ends:\n" + BOOK_RUN_LOG.read_text()[-5000:])
+    report = json.loads(report_path.read_text())
+    runs = [NotebookRun(**run) for run in report["runs"]]
     return {run.name: run for run in runs}
 
 
 @pytest.fixture(scope="session")
-def built_book(executed_notebooks) -> Path:
-    """The HTML book, built once from the session's executed notebooks."""
-    from course_lib.book import build_book
-    from course_lib.runner import EXECUTED_DIR
-
+def built_book(executed_notebooks, _book_run) -> Path:
+    """The HTML book, built once from the session's executed notebooks (by ``_book_run``)."""
     assert all(run.ok for run in executed_notebooks.values()), "a notebook failed; see _build/executed"
-    return build_book(EXECUTED_DIR)
+    _finished_book_run(_book_run)
+    return REPO / "_build" / "html"
 
 
 @pytest.fixture(scope="session")
