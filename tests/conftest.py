@@ -21,6 +21,8 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch's OpenMP loads: before any import of torch
 
+import shlex  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -102,54 +104,46 @@ def pytest_collection_modifyitems(session, config, items):
 BOOK_RUN_LOG = REPO / "_build" / "book_run.log"
 
 
+def _book_run_failed(process, what: str) -> str:
+    return f"the background book run {what} (exit {process.returncode}); {BOOK_RUN_LOG} ends:\n" + \
+        BOOK_RUN_LOG.read_text()[-5000:]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _book_run(request):
-    """Execute every notebook (quick profile) into _build/executed, then build the HTML book, in the background.
+    """``make book``'s two commands in the background: the notebooks (quick) into _build/executed, then the book.
 
     Started with the session's first test when some test reads the notebooks;
     ``None`` otherwise. When the only readers are some chapters' headless tests, only
-    those chapters run and the book is not built. Its output goes to ``_build/book_run.log``. One notebook
-    at a time, as ``make book`` runs them. A run still going at the session's end
-    (an interrupted session) is killed with its kernels.
+    those chapters run and the book is not built. Its output goes to
+    ``_build/book_run.log``. A run still going at the session's end (an
+    interrupted session) is killed with its kernels.
     """
     readers = [item for item in request.session.items if _reads_the_book(item)]
     if not readers:
         yield None
         return
     home = request.getfixturevalue("quick_data_home")
-    from course_lib.runner import EXECUTED_DIR, list_notebooks
+    from course_lib.runner import EXECUTED_DIR
 
     # Only some chapters' headless tests selected (pytest -k 05): only those chapters, and no book.
-    chosen = [item.callspec.params["path"] for item in readers
+    chosen = [item.callspec.params["path"].stem for item in readers
               if item.originalname == "test_notebook_runs_headless"]
     whole_book = len(chosen) < len(readers)
-    paths = list_notebooks(REPO / "notebooks") if whole_book else chosen
-    script = ("import sys\n"
-              "from course_lib.book import build_book\n"
-              "from course_lib.runner import run_notebooks\n"
-              f"runs = run_notebooks({[str(p) for p in paths]!r}, {str(EXECUTED_DIR)!r}, data_home={str(home)!r})\n"
-              "if not all(run.ok for run in runs):\n"
-              "    sys.exit('a notebook failed; see _build/executed')\n"
-              + (f"print('book:', build_book({str(EXECUTED_DIR)!r}), flush=True)\n" if whole_book else ""))
+    course = [sys.executable, "-m", "course_lib.cli"]
+    command = shlex.join([*course, "notebooks", "run", *([] if whole_book else chosen), "--out", str(EXECUTED_DIR),
+                          "--data-home", str(home)])
+    if whole_book:
+        command += " && " + shlex.join([*course, "book", "--executed", str(EXECUTED_DIR)])
     BOOK_RUN_LOG.parent.mkdir(parents=True, exist_ok=True)
     (EXECUTED_DIR / "report.json").unlink(missing_ok=True)  # never read a previous session's report
-    env = dict(os.environ, COURSE_PROGRESS="0")
-    env.pop("COURSE_DATA_HOME", None)
     with open(BOOK_RUN_LOG, "w") as log:
-        process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(["bash", "-c", command], cwd=REPO, env=dict(os.environ, COURSE_PROGRESS="0"),
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     yield process
     if process.poll() is None:
-        import signal
-
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-
-
-def _finished_book_run(process) -> None:
-    process.wait()
-    assert process.returncode == 0, (f"the background book run failed (exit {process.returncode}); "
-                                     f"{BOOK_RUN_LOG} ends:\n" + BOOK_RUN_LOG.read_text()[-5000:])
 
 
 @pytest.fixture(scope="session")
@@ -164,10 +158,8 @@ def executed_notebooks(_book_run):
 
     _book_run.wait()
     report_path = EXECUTED_DIR / "report.json"
-    assert report_path.is_file(), (f"the background book run wrote no report (exit {_book_run.returncode}); "
-                                   f"{BOOK_RUN_LOG} ends:\n" + BOOK_RUN_LOG.read_text()[-5000:])
-    report = json.loads(report_path.read_text())
-    runs = [NotebookRun(**run) for run in report["runs"]]
+    assert report_path.is_file(), _book_run_failed(_book_run, "wrote no report")
+    runs = [NotebookRun(**run) for run in json.loads(report_path.read_text())["runs"]]
     return {run.name: run for run in runs}
 
 
@@ -175,7 +167,7 @@ def executed_notebooks(_book_run):
 def built_book(executed_notebooks, _book_run) -> Path:
     """The HTML book, built once from the session's executed notebooks (by ``_book_run``)."""
     assert all(run.ok for run in executed_notebooks.values()), "a notebook failed; see _build/executed"
-    _finished_book_run(_book_run)
+    assert _book_run.returncode == 0, _book_run_failed(_book_run, "did not build the book")
     return REPO / "_build" / "html"
 
 
