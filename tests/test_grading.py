@@ -601,3 +601,32 @@ def test_feedback_is_written_for_every_graded_student(hostile_batch):
     assert pages == set(CASE_NAMES)
     page = (course / "feedback" / "partial_1" / "tiny" / "tiny.html").read_text()
     assert "Score: 1.0" in page or "1.0 / 3.0" in page
+
+
+def _python_importing(tmp_path: Path, kit: Path | None, exit_code: int = 0) -> str:
+    """An interpreter (a wrapper script) that imports course_lib from ``kit``, or fails with ``exit_code``."""
+    python = tmp_path / "python"
+    body = f"exit {exit_code}" if exit_code else f'PYTHONPATH={kit} exec {sys.executable} "$@"'
+    python.write_text(f"#!/bin/sh\n{body}\n")
+    python.chmod(0o755)
+    return str(python)
+
+
+def test_the_assignments_of_the_kit_the_kernels_import_are_found_to_be_hidden(tmp_path):
+    """A worker whose Python imports another copy of the kit (its own install): that copy's solutions are hidden."""
+    from course_lib.grading.job import kernel_kit_assignments
+
+    other = tmp_path / "other_kit"
+    (other / "course_lib").mkdir(parents=True)
+    (other / "course_lib" / "__init__.py").write_text("")
+    (other / "assignments" / "tiny").mkdir(parents=True)
+    assert kernel_kit_assignments(_python_importing(tmp_path, other)) == (str(other / "assignments"),)
+    (found,) = kernel_kit_assignments()  # this interpreter's kit, wherever it is installed from
+    assert (Path(found).parent / "course_lib" / "grading" / "job.py").is_file()
+
+
+def test_a_worker_whose_python_cannot_say_where_the_kit_is_stops_with_the_reason(tmp_path):
+    from course_lib.grading.job import kernel_kit_assignments
+
+    with pytest.raises(RuntimeError, match="could not ask .* where it imports course_lib from .*exit 3"):
+        kernel_kit_assignments(_python_importing(tmp_path, None, exit_code=3))

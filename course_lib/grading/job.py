@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,6 +66,29 @@ class Job:
     @property
     def stem(self) -> str:
         return Path(self.name).stem
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_kit_assignments(python: str = sys.executable) -> tuple[str, ...]:
+    """The assignments folder (solutions inside) of the kit that ``python`` imports in a sandbox: to hide too.
+
+    ``Job.hide`` names the submitting kit's folder, on the submitting machine.
+    The kernels import the kit this worker's ``python`` finds, which can lie
+    elsewhere: a Dask worker's own install, or an editable install of another
+    checkout. Asked of that interpreter in the sandbox's environment, once per
+    process, without importing the kit. () when it has no assignments folder.
+    """
+    probe = ("import importlib.util as u; s = u.find_spec('course_lib'); "
+             "print(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')")
+    scratch = Path(tempfile.gettempdir())
+    found = subprocess.run([python, "-c", probe], cwd=scratch, env=sandbox_env(scratch, {"PYTHONPATH": ""}),
+                           capture_output=True, text=True, timeout=120)
+    if found.returncode != 0:
+        raise RuntimeError(f"could not ask {python} where it imports course_lib from (exit {found.returncode}): "
+                           f"{found.stderr.strip()[-2000:]}; check that the kit is installed for that interpreter")
+    package = found.stdout.strip()
+    assignments = Path(package).parent / "assignments" if package else None
+    return (str(assignments),) if assignments is not None and assignments.is_dir() else ()
 
 
 @dataclass
@@ -174,7 +198,7 @@ class _Run:
                        "--max-disk-bytes", str(int(self.limits.disk_mb * 2**20)),
                        "--max-files", str(self.limits.max_files),
                        "--wall-factor", str(self.limits.wall_factor)]
-            hide = [Path(p) for p in self.job.hide]
+            hide = [Path(p) for p in dict.fromkeys((*self.job.hide, *kernel_kit_assignments()))]
             expose = [Path(self.job.data_home)] if self.job.data_home else []
             outcome = run_sandboxed(command, folder, self.slot, self.limits, hide,
                                     sandbox_env(folder, extra), expose=expose)
