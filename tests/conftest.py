@@ -128,11 +128,11 @@ def _prioritise(process: subprocess.Popen) -> None:
     done: set[int] = set()
 
     def favour(pid: int) -> None:
+        done.add(pid)
         if by_group:
             Path(f"/proc/{pid}/autogroup").write_text(str(BOOK_RUN_NICE))
         else:
             os.setpriority(os.PRIO_PROCESS, pid, BOOK_RUN_NICE)
-        done.add(pid)
 
     try:
         favour(process.pid)
@@ -152,7 +152,7 @@ def _prioritise(process: subprocess.Popen) -> None:
                 try:
                     favour(pid)
                 except (FileNotFoundError, ProcessLookupError):  # it ended before it could be favoured
-                    done.add(pid)
+                    continue
             time.sleep(1.0)
 
     threading.Thread(target=follow, name="favour-book-run", daemon=True).start()
