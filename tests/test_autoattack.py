@@ -49,6 +49,45 @@ def test_the_ensemble_has_croce_and_heins_settings_not_torchattacks_defaults():
     assert autoattack_stages(nn.Linear(4, 4), 0.3, n_classes=4)["APGD-T"].n_target_classes == 3
 
 
+def test_a_budget_sets_the_targets_and_queries_and_quick_names_its_smaller_one():
+    from course_lib.config import AutoAttackBudget, get_profile
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
+    small = autoattack_stages(model, 0.3, budget=AutoAttackBudget(targets=3, queries=1000))
+    assert small["APGD-T"].n_target_classes == small["FAB-T"].n_target_classes == 3
+    assert small["Square"].n_queries == 1000 and small["APGD-CE"].steps == 100  # iterations stay Croce and Hein's
+    assert get_profile("full").autoattack.standard and not get_profile("quick").autoattack.standard
+    assert "reduced" in str(get_profile("quick").autoattack) and "standard" in str(get_profile("full").autoattack)
+    with pytest.raises(ValueError, match="targets >= 1"):
+        AutoAttackBudget(targets=0)
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_every_zoo_model_that_stores_autoattack_runs_its_profiles_budget(monkeypatch, profile):
+    import types
+
+    from torch.utils.data import TensorDataset
+
+    import course_lib.models.mnist_cnn as mnist_cnn
+    import course_lib.models.mnist_defences as mnist_defences
+    from course_lib.config import AutoAttackBudget, get_profile
+    from course_lib.models.mnist_cnn import MnistCNN
+    from course_lib.zoo import get_recipe, zoo_names
+
+    seen = []
+    fake = lambda model, x, y, eps, version="standard", seed=0, budget=None: seen.append(budget) or "1" * len(x)
+    monkeypatch.setattr(mnist_cnn, "autoattack_digits", fake)
+    monkeypatch.setattr(mnist_defences, "autoattack_digits", fake)
+    splits = types.SimpleNamespace(test=TensorDataset(torch.rand(4, 1, 28, 28), torch.arange(4)))
+    stores = [name for name in zoo_names() if "autoattack_eval_size" in get_recipe(name).settings(profile)]
+    assert {"mnist_pgd", "mnist_fast", "mnist_dunet", "mnist_ensemble"} <= set(stores)
+    for name in stores:
+        recipe = get_recipe(name)
+        settings = dict(recipe.settings(profile), robust_eval_size=2, autoattack_eval_size=2)
+        recipe.evaluate(MnistCNN(), splits, settings)
+        assert seen.pop() == get_profile(profile).autoattack == AutoAttackBudget.of(settings), name
+
+
 def test_the_undefended_cnn_falls_to_at_most_one_percent(digits):
     model, x, y = digits
     stages = {}

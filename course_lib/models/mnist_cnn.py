@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..attacks import FastFGSMAttack, FGSMAttack, PGDAttack
+from ..config import AutoAttackBudget, get_profile
 from ..data.mnist import mnist_splits
 from ..evaluation import accuracy, accuracy_of_digits, autoattack_digits, percent, pgd_standing
 from ..train.batches import AttackBatches, StaticAugmentation
@@ -52,8 +53,9 @@ def robust_metrics(model: nn.Module, splits, settings: dict) -> dict:
     """Clean test accuracy (all test digits), and accuracy at eps 0.3 under PGD-50 x 10 and AutoAttack.
 
     PGD: 50 steps of 0.01 from a random start, 10 restarts, on the first
-    ``robust_eval_size`` test digits. AutoAttack (standard: APGD-CE, APGD-T, FAB-T,
-    Square) on the first ``autoattack_eval_size`` of them, with PGD's accuracy on
+    ``robust_eval_size`` test digits. AutoAttack (APGD-CE, APGD-T, FAB-T, Square,
+    on the profile's budget: ``autoattack_targets``, ``autoattack_queries``) on the
+    first ``autoattack_eval_size`` of them, with PGD's accuracy on
     the same digits beside it (``pgd50x10_eps0.3_acc_aa_digits``), and AutoAttack's
     verdict per digit (``autoattack_eps0.3_digits``, see ``autoattack_digits``).
     Every accuracy is a percentage.
@@ -66,7 +68,7 @@ def robust_metrics(model: nn.Module, splits, settings: dict) -> dict:
                          "number on AutoAttack's digits comes from the PGD run")
     generator = torch.Generator(device=device).manual_seed(0)
     standing = pgd_standing(model, x[:n], y[:n], 0.3, steps=50, step=0.01, restarts=10, generator=generator)
-    digits = autoattack_digits(model, x[:n_aa], y[:n_aa], 0.3)
+    digits = autoattack_digits(model, x[:n_aa], y[:n_aa], 0.3, budget=AutoAttackBudget.of(settings))
     return {"test_acc": accuracy(model, x, y), "robust_eval_size": n,
             "pgd50x10_eps0.3_acc": percent(standing),
             "autoattack_eval_size": n_aa,
@@ -87,13 +89,14 @@ def adversarial_plan(attack):
 
 # quick evaluates on the first 200 test digits (PGD-50 x 10) and 50 of them (AutoAttack): the
 # two robust models' evaluations took 4 minutes of a cold test run at 500 and 100.
-QUICK_EVAL = dict(robust_eval_size=200, autoattack_eval_size=50)
+QUICK_EVAL = dict(robust_eval_size=200, autoattack_eval_size=50, **get_profile("quick").autoattack_settings())
+FULL_EVAL = dict(robust_eval_size=10000, autoattack_eval_size=1000, **get_profile("full").autoattack_settings())
 BASELINE = dict(epochs=3, batch_size=64, optimizer="Adam", lr=1e-3, **QUICK_EVAL)
 
 register(Recipe(
     name="mnist_baseline", summary="MnistCNN, clean training (the undefended baseline)",
     build=lambda settings: MnistCNN(), data=mnist_splits,
-    quick=BASELINE, full=dict(BASELINE, epochs=5, robust_eval_size=10000, autoattack_eval_size=1000),
+    quick=BASELINE, full=dict(BASELINE, epochs=5, **FULL_EVAL),
     evaluate=robust_metrics))
 
 # PGD training (Madry et al.): every batch replaced by its PGD examples. On the 3,872
@@ -104,8 +107,7 @@ PGD_QUICK = dict(epochs=12, batch_size=64, optimizer="Adam", lr=5e-3, eps=0.3, p
 register(Recipe(
     name="mnist_pgd", summary="MnistCNN, PGD training at eps 0.3 (Madry et al.)",
     build=lambda settings: MnistCNN(), data=mnist_splits,
-    quick=PGD_QUICK, full=dict(PGD_QUICK, epochs=40, pgd_step=0.01, pgd_steps=40, robust_eval_size=10000,
-                                autoattack_eval_size=1000),
+    quick=PGD_QUICK, full=dict(PGD_QUICK, epochs=40, pgd_step=0.01, pgd_steps=40, **FULL_EVAL),
     plan=adversarial_plan(lambda s: PGDAttack(s["eps"], s["pgd_step"], s["pgd_steps"])),
     evaluate=robust_metrics))
 
@@ -119,7 +121,7 @@ FAST_QUICK = dict(epochs=15, batch_size=64, optimizer="Adam", lr=5e-3, eps=0.36,
 register(Recipe(
     name="mnist_fast", summary="MnistCNN, fast FGSM training at eps 0.3 (Wong et al.)",
     build=lambda settings: MnistCNN(), data=mnist_splits,
-    quick=FAST_QUICK, full=dict(FAST_QUICK, epochs=30, robust_eval_size=10000, autoattack_eval_size=1000),
+    quick=FAST_QUICK, full=dict(FAST_QUICK, epochs=30, **FULL_EVAL),
     plan=adversarial_plan(lambda s: FastFGSMAttack(s["eps"], s["alpha_ratio"])),
     evaluate=robust_metrics))
 

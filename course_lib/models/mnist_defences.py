@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from ..attacks import FGSMAttack, PGDAttack
+from ..config import AutoAttackBudget, get_profile
 from ..data.mnist import mnist_splits
 from ..evaluation import accuracy, accuracy_of_digits, autoattack_digits
 from ..defences import BitDepth, Denoised, DUNet, Ensemble, Preprocessed, Randomised, RandomResizePad
@@ -53,7 +54,8 @@ DUNET_FULL = dict(DUNET_QUICK, epochs=10, encoder_widths=(64, 128, 256, 256, 256
 def defence_metrics(model, splits, settings: dict) -> dict:
     """Clean test accuracy, and AutoAttack at eps 0.3 on the first ``autoattack_eval_size`` test digits.
 
-    ``autoattack_version``: "standard", or "rand" for a randomised defence. Keys as
+    ``autoattack_version``: "standard", or "rand" for a randomised defence; the
+    profile's budget (``autoattack_targets``, ``autoattack_queries``) for "standard". Keys as
     ``mnist_cnn.robust_metrics``'s: the accuracy and the verdict per digit.
     """
     device = next(model.parameters()).device
@@ -62,7 +64,8 @@ def defence_metrics(model, splits, settings: dict) -> dict:
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)  # a randomised defence draws from torch's RNG
         clean = accuracy(model, x, y)
-    digits = autoattack_digits(model, x[:n], y[:n], 0.3, version=settings["autoattack_version"])
+    digits = autoattack_digits(model, x[:n], y[:n], 0.3, version=settings["autoattack_version"],
+                               budget=AutoAttackBudget.of(settings))
     return {"test_acc": clean, "autoattack_eval_size": n, "autoattack_version": settings["autoattack_version"],
             "autoattack_eps0.3_acc": accuracy_of_digits(digits), "autoattack_eps0.3_digits": digits}
 
@@ -70,8 +73,10 @@ def defence_metrics(model, splits, settings: dict) -> dict:
 # AutoAttack's digits at build time: the first 100 test digits in quick (chapter 7's tables), 30 for the
 # assembled defences (chapter 8: on 60 digits, bit depth, random resizing and the ensemble took 40-55 s
 # each on 2 CPU cores, almost all of it AutoAttack); 1000 in full.
-AUTOATTACK_QUICK = dict(autoattack_eval_size=100, autoattack_version="standard")
-AUTOATTACK_FULL = dict(autoattack_eval_size=1000, autoattack_version="standard")
+AUTOATTACK_QUICK = dict(autoattack_eval_size=100, autoattack_version="standard",
+                        **get_profile("quick").autoattack_settings())
+AUTOATTACK_FULL = dict(autoattack_eval_size=1000, autoattack_version="standard",
+                       **get_profile("full").autoattack_settings())
 ASSEMBLED_AUTOATTACK_QUICK = dict(AUTOATTACK_QUICK, autoattack_eval_size=30)
 
 

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..data.mnist import mnist_splits
 from ..train.recipes import Recipe, register
-from .mnist_cnn import MNIST_MEAN, MNIST_STD, QUICK_EVAL, robust_metrics
+from .mnist_cnn import FULL_EVAL, MNIST_MEAN, MNIST_STD, QUICK_EVAL, robust_metrics
 
 
 class MnistMLP(nn.Module):
@@ -32,4 +32,4 @@ MLP = dict(epochs=5, batch_size=64, optimizer="Adam", lr=1e-3, **QUICK_EVAL)
 register(Recipe(
     name="mnist_mlp", summary="MnistMLP, clean training (for the local-geometry chapter)",
     build=lambda settings: MnistMLP(), data=mnist_splits,
-    quick=MLP, full=dict(MLP, epochs=10, robust_eval_size=10000, autoattack_eval_size=1000), evaluate=robust_metrics))
+    quick=MLP, full=dict(MLP, epochs=10, **FULL_EVAL), evaluate=robust_metrics))
