@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .config import show_progress
+from .config import AutoAttackBudget, show_progress
 
 
 def get_soft_scores_and_true_labels(dataset: Dataset, model: nn.Module, batch_size: int = 32,
@@ -197,6 +197,7 @@ def judge_checklist(measured: dict) -> list[Check]:
             "PGD within 2 points of AutoAttack", gap <= allowed,
             f"PGD {measured['pgd_autoattack_subset']:.1f}% vs AutoAttack {measured['autoattack']:.1f}% on "
             f"{measured['autoattack_size']} images"
+            + (f" (budget {measured['autoattack_budget']})" if measured.get("autoattack_budget") else "")
             + (f"; PGD's numbers are optimistic by {gap:.1f} points" if gap > allowed else ""),
             pick("autoattack", "pgd_autoattack_subset", "autoattack_size")))
     return checks
@@ -257,6 +258,7 @@ def robustness_checklist(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
     elif autoattack_examples > 0 and eps > 0:
         xa, ya = x[:autoattack_examples], y[:autoattack_examples]
         measured.update(autoattack=autoattack_accuracy(model, xa, ya, eps, seed=seed, budget=autoattack_budget),
+                        autoattack_budget=str(autoattack_budget or AutoAttackBudget()),
                         pgd_autoattack_subset=pgd_at(eps, steps, step, xs=xa, ys=ya), autoattack_size=len(ya))
     return judge_checklist(measured)
 

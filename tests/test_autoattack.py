@@ -109,22 +109,34 @@ def test_autoattack_is_never_weaker_than_pgd_on_the_same_images(digits):
     assert values[-1] == pytest.approx(auto)  # the accuracy is the run's own verdict after the last attack
 
 
-def test_masked_gradients_hide_from_pgd_but_not_from_square_and_autoattack(digits):
-    """One checklist run measures all of it: PGD, Square, and AutoAttack on the same 24 digits."""
+def test_masked_gradients_hide_from_pgd_but_not_from_square_and_autoattack(digits, monkeypatch):
+    """One checklist run measures all of it: PGD, Square, and AutoAttack on the same 24 digits.
+
+    AutoAttack on quick's budget, as the chapters run it: masking hides nothing from it either.
+    """
+    import course_lib.attacks
+    from course_lib.config import get_profile
+
+    budgets = []
+    stages = course_lib.attacks.autoattack_stages
+    monkeypatch.setattr(course_lib.attacks, "autoattack_stages",
+                        lambda *args, **kwargs: budgets.append(args[-1]) or stages(*args, **kwargs))
     model, x, y = digits
     x, y = x[:24], y[:24]  # every attack of AutoAttack runs on what PGD cannot break: keep it small
     masked = GreyLevels(model)
     assert accuracy(masked, x, y) >= 90
     checks = {c.name: c for c in robustness_checklist(masked, x, y, 0.3, steps=40, step=0.01, spsa_examples=24,
                                                       spsa_samples=16, spsa_steps=5, square_queries=1000,
-                                                      autoattack_examples=24)}
+                                                      autoattack_examples=24,
+                                                      autoattack_budget=get_profile("quick").autoattack)}
     free = checks["gradient-free attack not stronger than white-box"]
     auto = checks["PGD within 2 points of AutoAttack"]
     pgd = free.numbers["pgd_subset"]
     assert pgd >= 70 and auto.numbers["pgd_autoattack_subset"] == pgd, (free, auto)
     assert free.numbers["square"] <= pgd - 40 and auto.numbers["autoattack"] <= pgd - 40, (free, auto)
     assert free.passed is False and auto.passed is False
-    assert "optimistic" in auto.detail
+    assert "optimistic" in auto.detail and "budget reduced: 3 target classes, Square 1,000" in auto.detail
+    assert budgets == [get_profile("quick").autoattack]  # the budget the checklist was given is the one that ran
 
 
 def _four_class_model(training: bool):
