@@ -166,6 +166,33 @@ def _previous_seconds(out_dir: Path) -> dict[str, float]:
         return {}
 
 
+def _end_with_parent(parent: int) -> None:
+    """Pool initializer: a worker (and the kernel it runs) ends when the process that started it is gone.
+
+    Killing ``course notebooks run --jobs N`` by its pid (``kill``, a CI job's
+    timeout) left its workers running the rest of their chains and then waiting
+    forever on a pipe nobody wrote to (seen: two workers 45 minutes after their
+    parent). A thread checks the parent once a second; when it is gone, it kills
+    this worker's own processes (the Jupyter kernel, which runs in a session of
+    its own and so outlives a killed worker) and ends the worker.
+    """
+    import threading
+
+    import psutil
+
+    def watch() -> None:
+        while psutil.pid_exists(parent) and os.getppid() == parent:
+            time.sleep(1.0)
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                continue
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
 def _run_chain(chain, out_dir, parameters, data_home, timeout, threads) -> list[NotebookRun]:
     """Execute one chain in this (worker) process, its kernels limited to ``threads`` threads."""
     with _environment(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)):
@@ -194,7 +221,8 @@ def run_notebooks(paths, out_dir=EXECUTED_DIR, parameters: dict | None = None,
             zoo model trained with one thread differs in its last digits from one
             trained with two, and those differences grow in training: ``mnist_fast``
             reached 68.6% robust accuracy with one thread and 71% with two. The
-            tests and ``make book`` therefore keep one notebook at a time.
+            tests and ``make book`` therefore keep one notebook at a time. Killing
+            the run ends its workers and their kernels too (``_end_with_parent``).
     """
     paths = [Path(p) for p in paths]
     out_dir = Path(out_dir)
@@ -216,7 +244,8 @@ def run_notebooks(paths, out_dir=EXECUTED_DIR, parameters: dict | None = None,
                     key=lambda chain: -sum(before.get(p.stem, 60.0) for p in chain))
     threads = max(1, usable_cpus() // jobs)
     # spawn, not fork: the caller may hold torch's thread pools, which a forked child inherits broken.
-    with ProcessPoolExecutor(min(jobs, len(chains)), mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(min(jobs, len(chains)), mp_context=get_context("spawn"),
+                             initializer=_end_with_parent, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(_run_chain, chain, out_dir, parameters, data_home, timeout, threads)
                    for chain in chains]
         for future in as_completed(futures):

@@ -63,6 +63,43 @@ def test_notebooks_run_side_by_side_with_one_thread_each(tmp_path):
     assert [r["name"] for r in report["runs"]] == ["01_n", "02_n", "03_n"]
 
 
+def test_killing_a_side_by_side_run_ends_its_workers_and_kernels(tmp_path):
+    """``kill PID`` of ``course notebooks run --jobs 2``: nothing of it keeps running or waiting."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    body = "import os, time\nopen(os.path.join({!r}, str(os.getpid())), 'w').close()\ntime.sleep(300)"
+    started = tmp_path / "kernels"
+    started.mkdir()
+    paths = [_notebook(tmp_path / f"0{i}_n.ipynb", body.format(str(started))) for i in (1, 2)]
+    script = (f"from course_lib.runner import run_notebooks\n"
+              f"run_notebooks({[str(p) for p in paths]!r}, {str(tmp_path / 'out')!r}, jobs=2)")
+    parent, family = subprocess.Popen([sys.executable, "-c", script]), []
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(started.iterdir())) < 2 and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.2)
+        assert len(list(started.iterdir())) == 2, "the two kernels did not start"
+        family = psutil.Process(parent.pid).children(recursive=True)
+        kernels = {int(p.name) for p in started.iterdir()}
+        assert kernels <= {p.pid for p in family}
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        _, alive = psutil.wait_procs(family, timeout=20)
+        assert not alive, [(p.pid, p.cmdline()[:3]) for p in alive]
+    finally:
+        parent.kill()
+        for process in family:  # what a failed run left
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                continue
+
+
 def test_select_notebooks_by_prefix(tmp_path):
     for name in ("01_a", "02_b", "03_c"):
         _notebook(tmp_path / f"{name}.ipynb", "pass")
