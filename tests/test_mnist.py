@@ -79,3 +79,22 @@ def test_mnist_cnn_takes_pixels_and_rejects_other_shapes():
     assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
     with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
         model(torch.rand(3, 28, 28))
+
+
+def test_every_mnist_cnn_in_the_zoo_is_quicks_narrow_one_or_madrys_in_full():
+    """quick's recipes build the width-16 CNN, full's Madry et al.'s 32/64 channels, classifier and members alike."""
+    from course_lib.data.mnist import mnist_splits
+    from course_lib.zoo import get_recipe, zoo_names
+
+    seen = 0
+    for name in zoo_names():
+        recipe = get_recipe(name)
+        for profile, width in (("quick", 16), ("full", 32)):
+            settings = getattr(recipe, profile)
+            if recipe.data is not mnist_splits or name == "mnist_mlp":
+                continue
+            cnns = [m for m in recipe.build(settings).modules() if isinstance(m, MnistCNN)]
+            assert cnns, f"{name} ({profile}) has a width but no MnistCNN"
+            assert {(m.conv1.out_channels, m.conv2.out_channels) for m in cnns} == {(width, 2 * width)}, name
+            seen += 1
+    assert seen == 2 * 19  # the baseline, 7 fine-tuned or trained from it, 8 denoisers, 3 assembled defences

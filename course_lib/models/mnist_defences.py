@@ -30,7 +30,7 @@ from ..defences import BitDepth, Denoised, DUNet, Ensemble, Preprocessed, Random
 from ..train.batches import DenoiserPairs
 from ..train.objectives import FeatureGuided, LabelGuided, LogitGuided, PixelGuided
 from ..train.recipes import Plan, Recipe, register
-from .mnist_cnn import MnistCNN
+from .mnist_cnn import CNN_FULL, CNN_QUICK, MnistCNN
 
 # HGD's feature-guided loss compares the topmost convolutional layer's output (its l = -2): here
 # conv2, the baseline's last convolution (before its ReLU and pooling).
@@ -45,10 +45,11 @@ DEFENDR_EPS = (0.06, 0.12, 0.3)
 DUNET_QUICK = dict(epochs=1, batch_size=64, optimizer="Adam", lr=1e-3, guide="feature",
                    encoder_widths=(16, 32, 32, 32, 32), encoder_blocks=(1, 1, 1, 1, 1),
                    decoder_widths=(16, 32, 32, 32), decoder_blocks=(1, 1, 1, 1),
-                   fgsm_eps=DEFENDR_EPS, pgd_eps=DEFENDR_EPS, pgd_step=None, pgd_steps=5, budgets_take_turns=True)
+                   fgsm_eps=DEFENDR_EPS, pgd_eps=DEFENDR_EPS, pgd_step=None, pgd_steps=5, budgets_take_turns=True,
+                   **CNN_QUICK)
 DUNET_FULL = dict(DUNET_QUICK, epochs=10, encoder_widths=(64, 128, 256, 256, 256), encoder_blocks=(2, 3, 3, 3, 3),
                   decoder_widths=(64, 128, 256, 256), decoder_blocks=(2, 3, 3, 3), pgd_step=0.01, pgd_steps=40,
-                  budgets_take_turns=False)
+                  budgets_take_turns=False, **CNN_FULL)
 
 
 def defence_metrics(model, splits, settings: dict) -> dict:
@@ -84,7 +85,7 @@ def build_denoised(settings: dict) -> Denoised:
     """A fresh DUNet of the settings' sizes in front of a fresh MnistCNN (the zoo loads the baseline into it)."""
     dunet = DUNet(1, settings["encoder_widths"], settings["encoder_blocks"], settings["decoder_widths"],
                   settings["decoder_blocks"])
-    return Denoised(dunet, MnistCNN())
+    return Denoised(dunet, MnistCNN(settings["width"]))
 
 
 def denoiser_plan(settings: dict, splits, data_home) -> Plan:
@@ -133,30 +134,30 @@ for suffix, (attack, eps) in TABLE4_TRAINING.items():
         quick=_trained_on(DUNET_QUICK, attack, eps), full=_trained_on(DUNET_FULL, attack, eps),
         components={"classifier": "mnist_baseline"}))
 
-ASSEMBLED = dict(epochs=0, batch_size=64, optimizer="Adam", lr=0.0)
+ASSEMBLED = dict(epochs=0, batch_size=64, optimizer="Adam", lr=0.0, **CNN_QUICK)  # full: CNN_FULL
 
 
 
 register(Recipe(
     name="mnist_random_resize_pad", summary="baseline behind random resizing and padding (Xie et al.)",
-    build=lambda settings: Randomised(MnistCNN(), RandomResizePad(28, settings["low"],
+    build=lambda settings: Randomised(MnistCNN(settings["width"]), RandomResizePad(28, settings["low"],
                                                                   per_image=settings["per_image"])),
     data=mnist_splits,
     quick=dict(ASSEMBLED, low=25, per_image=True, **dict(ASSEMBLED_AUTOATTACK_QUICK, autoattack_version="rand")),
-    full=dict(ASSEMBLED, low=25, per_image=True, **dict(AUTOATTACK_FULL, autoattack_version="rand")),
+    full=dict(ASSEMBLED, low=25, per_image=True, **dict(AUTOATTACK_FULL, autoattack_version="rand"), **CNN_FULL),
     evaluate=defence_metrics, components={"model": "mnist_baseline"}))
 
 register(Recipe(
     name="mnist_bit_depth", summary="baseline behind 1-bit depth reduction (Xu et al.)",
-    build=lambda settings: Preprocessed(BitDepth(settings["bits"]), MnistCNN()), data=mnist_splits,
-    quick=dict(ASSEMBLED, bits=1, **ASSEMBLED_AUTOATTACK_QUICK), full=dict(ASSEMBLED, bits=1, **AUTOATTACK_FULL),
+    build=lambda settings: Preprocessed(BitDepth(settings["bits"]), MnistCNN(settings["width"])), data=mnist_splits,
+    quick=dict(ASSEMBLED, bits=1, **ASSEMBLED_AUTOATTACK_QUICK), full=dict(ASSEMBLED, bits=1, **AUTOATTACK_FULL, **CNN_FULL),
     evaluate=defence_metrics, components={"model": "mnist_baseline"}))
 
 register(Recipe(
     name="mnist_ensemble", summary="ensemble of the denoiser model, ALP and CLP (Defendr 4.4)",
     build=lambda settings: Ensemble([build_denoised(DUNET_QUICK if settings["dunet"] == "quick" else DUNET_FULL),
-                                     MnistCNN(), MnistCNN()]),
+                                     MnistCNN(settings["width"]), MnistCNN(settings["width"])]),
     data=mnist_splits, quick=dict(ASSEMBLED, dunet="quick", **ASSEMBLED_AUTOATTACK_QUICK),
-    full=dict(ASSEMBLED, dunet="full", **AUTOATTACK_FULL), evaluate=defence_metrics,
+    full=dict(ASSEMBLED, dunet="full", **AUTOATTACK_FULL, **CNN_FULL), evaluate=defence_metrics,
     components={"members.0": "mnist_dunet", "members.1": "mnist_alp",
                                          "members.2": "mnist_clp"}))
