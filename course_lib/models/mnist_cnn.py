@@ -120,8 +120,8 @@ register(Recipe(
     evaluate=robust_metrics))
 
 # Fast FGSM training (Wong et al.): one FGSM step from a random start in the eps ball.
-# Measured on the quick digits (PGD-50, 10 restarts, eps 0.3, 500 test digits, before quick's
-# evaluation became 200 digits; the model of the last line scores 75.5% on those): Wong
+# Measured on the quick digits at width 32 (PGD-50, 10 restarts, eps 0.3, 500 test digits, before
+# quick's evaluation became 200 digits; the model of the last line scored 75.5% on those): Wong
 # et al.'s step of 1.25 eps overfits catastrophically (13.5%), 0.8 eps at a training
 # eps of 0.3 plateaus near 63%; training at eps 0.36 with a step of 0.8 eps gave 71%.
 FAST_QUICK = dict(epochs=15, batch_size=64, optimizer="Adam", lr=5e-3, eps=0.36, alpha_ratio=0.8,
