@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -61,6 +60,8 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     a good real-score has an AUC near 0, not near 1 (it is 1 minus the fake
     score's AUC when the two scores are the two softmax outputs).
     """
+    from sklearn.metrics import roc_auc_score  # here, not at the top: 1 s of every `import course_lib.zoo`
+
     labels = np.asarray(labels)
     if set(np.unique(labels).tolist()) != {0, 1}:
         raise ValueError("ROC needs both classes (0 real, 1 fake) among the labels")

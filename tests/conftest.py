@@ -95,13 +95,24 @@ def _isolated_environment(monkeypatch, _scratch_home):
     monkeypatch.setenv("COURSE_DATA_HOME", str(_scratch_home))
 
 
+def _book_order(item) -> int:
+    """0: does not read the book run; 1: reads each notebook as the run finishes it; 2: waits for the whole run."""
+    names = getattr(item, "fixturenames", ())
+    return 2 if "executed_notebooks" in names else 1 if "notebooks_as_executed" in names else 0
+
+
 def _reads_the_book(item) -> bool:
-    return "executed_notebooks" in getattr(item, "fixturenames", ())
+    return _book_order(item) > 0
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The tests that read the executed notebooks (or the book) last, in their order: they wait for the book run."""
-    items.sort(key=_reads_the_book)
+    """The tests that read the executed notebooks (or the book) last, in their order: they wait for the book run.
+
+    Among them, those that take each notebook as it is finished come first: they work
+    while the book run is still going (nbval re-runs chapters 1-10 beside chapter 11),
+    not after it.
+    """
+    items.sort(key=_book_order)
 
 
 BOOK_RUN_LOG = REPO / "_build" / "book_run.log"
@@ -178,7 +189,7 @@ def _book_run(request):
         yield None
         return
     home = request.getfixturevalue("quick_data_home")
-    from course_lib.runner import EXECUTED_DIR
+    from course_lib.runner import EXECUTED_DIR, list_notebooks
 
     # Only some chapters' headless tests selected (pytest -k 05): only those chapters, and no book.
     chosen = [item.callspec.params["path"].stem for item in readers
@@ -195,6 +206,7 @@ def _book_run(request):
         process = subprocess.Popen(["bash", "-c", command], cwd=REPO, env=dict(os.environ, COURSE_PROGRESS="0"),
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     _prioritise(process)
+    process.notebooks = [path for path in list_notebooks(REPO / "notebooks") if whole_book or path.stem in chosen]
     yield process
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
@@ -216,6 +228,40 @@ def executed_notebooks(_book_run):
     assert report_path.is_file(), _book_run_failed(_book_run, "wrote no report")
     runs = [NotebookRun(**run) for run in json.loads(report_path.read_text())["runs"]]
     return {run.name: run for run in runs}
+
+
+@pytest.fixture(scope="session")
+def notebooks_as_executed(_book_run):
+    """A generator of the book run's notebooks as they are finished, in batches: ``[NotebookRun, ...]`` per wait.
+
+    Each batch holds the notebooks that ``report.json`` (rewritten atomically after
+    each notebook) lists and earlier batches did not; it ends when every notebook of
+    the run is listed. A book run that ends without writing a notebook's report
+    fails the test that reads it, with the run's log.
+    """
+    import json
+
+    from course_lib.runner import EXECUTED_DIR, NotebookRun
+
+    report_path = EXECUTED_DIR / "report.json"
+    expected = {path.stem for path in _book_run.notebooks}
+
+    def batches():
+        seen: set[str] = set()
+        while seen != expected:
+            ended = _book_run.poll() is not None
+            listed = json.loads(report_path.read_text())["runs"] if report_path.is_file() else []
+            new = [NotebookRun(**run) for run in listed if run["name"] not in seen]
+            if new:
+                seen.update(run.name for run in new)
+                yield new
+            elif ended:
+                missing = ", ".join(sorted(expected - seen))
+                raise AssertionError(_book_run_failed(_book_run, f"ended without running {missing}"))
+            else:
+                time.sleep(2.0)
+
+    return batches
 
 
 @pytest.fixture(scope="session")

@@ -85,6 +85,26 @@ def test_frozen_features_adds_each_images_features_and_keeps_its_extras():
     assert torch.equal(cached.tensors["scene"], data.tensors["scene"])
 
 
+def test_a_frozen_fit_measures_its_sets_on_features_computed_once_with_the_pixels_numbers():
+    """The validation and test sets get their features once per fit, and each epoch's head accuracies are
+    those of the model run on the pixels."""
+    model, train, val, test = _fusion(), _data(48), _data(24, 1), _data(20, 2)
+    calls = []
+    features = model.features
+    model.features = lambda x: calls.append(len(x)) or features(x)
+    engine = Engine(model, torch.optim.Adam(model.parameters(), lr=0.01), FusionHeads(), FrozenFeatures(),
+                    batch_size=16, device="cpu", progress=False, monitor=None, metrics=HeadAccuracies())
+    history = engine.fit(train, 4, val, test)
+    assert calls == [48, 24, 20], "the streams ran again after the fit's start"
+    on_pixels = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), device="cpu", progress=False,
+                       metrics=HeadAccuracies())
+    measured = {name: on_pixels.measure(data) for name, data in (("val", val), ("test", test))}
+    assert measured["val"]["acc_bg"] > 50 and measured["test"]["acc_fg"] != measured["test"]["acc_bg"]  # not chance
+    for name, values in measured.items():
+        for key, value in values.items():
+            assert history[f"{name}_{key}"][-1] == pytest.approx(value, abs=1e-4), (name, key)
+
+
 def test_each_head_is_a_pixel_classifier_and_head_accuracies_measures_each():
     model = _fusion().eval()
     x, y = torch.rand(5, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1])

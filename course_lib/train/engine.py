@@ -271,6 +271,7 @@ class Engine:
         drop_last = getattr(self.objective, "drop_last", False)
         self.steps_per_epoch = self._steps_per_epoch(train, drop_last)
         fingerprint = self._fingerprint(train, val, test)  # before callbacks change the plug-ins
+        val, test = (self.batches.eval_dataset(self, d) if d is not None else None for d in (val, test))
         self._call("on_fit_start")
         out = Path(output_dir) if output_dir is not None else None
         if checkpoint_dir is not None and out is None:

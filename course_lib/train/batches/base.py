@@ -15,6 +15,14 @@ class BatchMaker:
         """The dataset the epochs iterate over (default: ``train`` itself)."""
         return train
 
+    def eval_dataset(self, engine, dataset: Dataset) -> Dataset:
+        """The validation or test set the fit measures after each epoch (default: ``dataset`` itself).
+
+        Called once per fit and set; its items reach the metrics object as loaded
+        (no batch maker runs on them), so what it adds must be what the metrics read.
+        """
+        return dataset
+
     def __call__(self, engine, loaded: tuple):
         raise NotImplementedError
 
