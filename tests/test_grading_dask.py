@@ -37,8 +37,19 @@ LIMITS = Limits(cell_timeout=4, timeout=40, memory_mb=1024, max_output_mb=1, dis
 
 
 def _dask_processes() -> list[psutil.Process]:
-    """The nannies and workers a LocalCluster spawned (not multiprocessing's resource tracker)."""
-    return [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+    """The nannies and workers a LocalCluster spawned and still running (not multiprocessing's resource tracker).
+
+    A zombie (any child of the session that has ended and is not reaped yet: a fresh
+    clone's run once met one) or a process gone since the listing is not running.
+    """
+    running = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(process.cmdline()):
+                running.append(process)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):  # it ended between the listing and the look
+            continue
+    return running
 
 
 @pytest.fixture(scope="module")
