@@ -116,7 +116,7 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 BOOK_RUN_LOG = REPO / "_build" / "book_run.log"
-BOOK_RUN_NICE = -20  # the book run's priority beside the other tests (they keep 0)
+BOOK_RUN_NICE = -10  # the book run's priority beside the other tests (they keep 0)
 
 
 def _prioritise(process: subprocess.Popen) -> None:
@@ -130,12 +130,13 @@ def _prioritise(process: subprocess.Popen) -> None:
     values. Needs root (CAP_SYS_NICE): without it the book shares the CPU equally,
     as a warning in the summary says.
 
-    How much priority: MnistCNN training (2 threads) beside two busy processes, each
-    in a session of its own, ran at 73% of its speed alone with nice -10 and 81% with
-    -20. Real-time round-robin scheduling (``chrt -r 1``) ran the book as fast as
-    alone (chapters 9 and 5 in 52.3 s beside two busy processes, 52.8 s alone) but left
-    the other tests so little that they ended 6.5 minutes after it: a fresh clone's
-    pytest took 21 min 17 s against 19 min 16 s with nice -10.
+    How much priority: the suite is CPU-bound (about 38 CPU minutes in 19-20 minutes on
+    2 cores), so what the book gains the other tests lose, and -10 is where the book
+    still ends last, about 2 minutes after them. Fresh clones' pytest: 19 min 16 s at
+    -10; 20 min 36 s at -20 (the notebooks took 16.2 minutes instead of 18.3, but the
+    suite ended 4 minutes after them); 21 min 17 s under real-time round-robin
+    scheduling (``SCHED_RR``: the notebooks as fast as alone, 14.0 minutes, and the
+    suite 7 minutes after them).
     """
     import threading
 
