@@ -149,6 +149,9 @@ def build_parser(grading_only: bool = False) -> argparse.ArgumentParser:
     nb_run.add_argument("--jobs", type=_positive_int, default=1,
                         help="notebooks run at once, each with cores/jobs threads (default 1; zoo models "
                              "trained with fewer threads differ slightly)")
+    nb_run.add_argument("--threads", type=_positive_int, default=None,
+                        help="threads per kernel with --jobs above 1 (default cores/jobs; the cores' count "
+                             "keeps the zoo's digits those of one notebook at a time)")
     _add_common(nb_run)
     nb_run.set_defaults(leaf_parser=nb_run, func=cmd_notebooks_run)
 
@@ -341,7 +344,7 @@ def cmd_notebooks_run(args) -> int:
     if args.device:
         parameters["DEVICE"] = args.device
     runs = run_notebooks(select_notebooks(args.names), args.out or EXECUTED_DIR, parameters,
-                         data_home=args.data_home, jobs=args.jobs)
+                         data_home=args.data_home, jobs=args.jobs, threads=args.threads)
     failed = [r.name for r in runs if not r.ok]
     if failed:
         print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}; their executed copies "

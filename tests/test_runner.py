@@ -49,15 +49,16 @@ def test_notebooks_that_share_a_zoo_model_form_one_chain(tmp_path):
     assert sorted(chains) == sorted([[a, c, d], [b], [e]])  # a-c share mnist_pgd, c-d mnist_dunet
 
 
-def test_notebooks_run_side_by_side_with_one_thread_each(tmp_path):
+@pytest.mark.parametrize("threads", [None, 3])
+def test_notebooks_run_side_by_side_with_cores_over_jobs_threads_each_or_as_many_as_asked(tmp_path, threads):
     body = "import os\nprint(os.environ.get('OMP_NUM_THREADS'), os.getpid())"
     paths = [_notebook(tmp_path / f"0{i}_n.ipynb", body) for i in range(1, 4)]
     out = tmp_path / "executed"
-    runs = run_notebooks(paths, out, data_home=tmp_path / "home", jobs=2)
+    runs = run_notebooks(paths, out, data_home=tmp_path / "home", jobs=2, threads=threads)
     assert [r.name for r in runs] == ["01_n", "02_n", "03_n"] and all(r.ok for r in runs)
     printed = [nbformat.read(out / f"{r.name}.ipynb", 4).cells[1].outputs[0].text.split() for r in runs]
     from course_lib.runner import usable_cpus
-    assert {p[0] for p in printed} == {str(max(1, usable_cpus() // 2))}
+    assert {p[0] for p in printed} == {str(threads or max(1, usable_cpus() // 2))}
     assert len({p[1] for p in printed}) == 3  # a kernel per notebook
     report = json.loads((out / "report.json").read_text())
     assert [r["name"] for r in report["runs"]] == ["01_n", "02_n", "03_n"]
