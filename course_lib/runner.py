@@ -228,8 +228,8 @@ def run_notebooks(paths, out_dir=EXECUTED_DIR, parameters: dict | None = None,
             time, so the zoo's models come out the same: ``make book`` runs
             ``--jobs 2 --threads $(nproc)``, cold in 10 min 35 s against about 14 min
             one at a time on 2 cores, every printed number equal to the test suite's
-            sequential run's but timings and one clean accuracy of a randomised defence that
-            draws from the kernel's unseeded generator (chapter 8: 91.2% against 91.3).
+            sequential run's but timings (and one clean accuracy of a randomised defence,
+            drawn from the kernel's unseeded generator, which chapter 8 now seeds).
             The tests keep one notebook at a time beside the other tests (CPU-bound).
     """
     paths = [Path(p) for p in paths]
