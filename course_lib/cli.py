@@ -150,7 +150,7 @@ def build_parser(grading_only: bool = False) -> argparse.ArgumentParser:
                         help="notebooks run at once, each with cores/jobs threads (default 1; zoo models "
                              "trained with fewer threads differ slightly)")
     nb_run.add_argument("--threads", type=_positive_int, default=None,
-                        help="threads per kernel with --jobs above 1 (default cores/jobs; the cores' count "
+                        help="threads per kernel (default: torch's own, or cores/jobs with --jobs; the cores' count "
                              "keeps the zoo's digits those of one notebook at a time)")
     _add_common(nb_run)
     nb_run.set_defaults(leaf_parser=nb_run, func=cmd_notebooks_run)

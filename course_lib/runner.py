@@ -222,8 +222,8 @@ def run_notebooks(paths, out_dir=EXECUTED_DIR, parameters: dict | None = None,
             trained with two, and those differences grow in training: ``mnist_fast``
             reached 68.6% robust accuracy with one thread and 71% with two. Killing
             the run ends its workers and their kernels too (``_end_with_parent``).
-        threads: threads per kernel when ``jobs`` is above 1 (default
-            ``usable_cpus() // jobs``). ``usable_cpus()`` threads each, more threads
+        threads: threads per kernel (default: torch's own for one job at a time,
+            ``usable_cpus() // jobs`` for more). ``usable_cpus()`` threads each, more threads
             than cores in all, gives every kernel the thread count of a run one at a
             time, so the zoo's models come out the same: ``make book`` runs
             ``--jobs 2 --threads $(nproc)``, cold in 10 min 35 s against about 14 min
@@ -243,9 +243,11 @@ def run_notebooks(paths, out_dir=EXECUTED_DIR, parameters: dict | None = None,
         atomic_write_json(out_dir / "report.json",
                           {"parameters": parameters or {}, "runs": [asdict(r) for r in runs]})
 
-    if jobs <= 1 or len(paths) <= 1:
-        for path in paths:
-            record([_report_line(run_notebook(path, out_dir, parameters, data_home, timeout))])
+    if jobs <= 1 or len(paths) <= 1:  # one at a time: threads, when given, hold here too
+        count = str(threads) if threads else None
+        with _environment(OMP_NUM_THREADS=count, MKL_NUM_THREADS=count):
+            for path in paths:
+                record([_report_line(run_notebook(path, out_dir, parameters, data_home, timeout))])
         return runs
     before = _previous_seconds(out_dir)
     chains = sorted(notebook_chains(paths),

@@ -49,6 +49,13 @@ def test_notebooks_that_share_a_zoo_model_form_one_chain(tmp_path):
     assert sorted(chains) == sorted([[a, c, d], [b], [e]])  # a-c share mnist_pgd, c-d mnist_dunet
 
 
+def test_one_at_a_time_each_kernel_gets_the_threads_asked_for(tmp_path):
+    body = "import os\nprint(os.environ.get('OMP_NUM_THREADS'))"
+    path = _notebook(tmp_path / "01_n.ipynb", body)
+    (run,) = run_notebooks([path], tmp_path / "executed", data_home=tmp_path / "home", threads=3)
+    assert run.ok and nbformat.read(run.output, 4).cells[1].outputs[0].text.split() == ["3"]
+
+
 @pytest.mark.parametrize("threads", [None, 3])
 def test_notebooks_run_side_by_side_with_cores_over_jobs_threads_each_or_as_many_as_asked(tmp_path, threads):
     body = "import os\nprint(os.environ.get('OMP_NUM_THREADS'), os.getpid())"
