@@ -33,10 +33,10 @@ $(STAMP): pyproject.toml
 # Execute every notebook in the quick profile, then build the HTML book with
 # warnings as errors. A failing notebook stops the build; its executed copy in
 # _build/executed shows the traceback. Two notebooks at a time (chains that share
-# zoo models stay in order), each kernel with as many threads as one alone would
-# have, so the zoo's models are the same: a cold run took 10 min 35 s against about
-# 14 min one at a time on 2 cores.
-NOTEBOOK_JOBS := --jobs 2 --threads $$(nproc)
+# zoo models stay in order), one thread each, as the test suite runs them, so the
+# zoo's models are the suite's on any machine: cold in 9 min 49 s and 19.0 CPU
+# minutes on 2 cores, against 10 min 35 s and 20.6 with two threads each.
+NOTEBOOK_JOBS := --jobs 2 --threads 1
 
 book: $(STAMP)
 	$(BIN)/course notebooks run $(NOTEBOOK_JOBS)

@@ -3,10 +3,14 @@
 The notebooks run in a background process (``_book_run``), started with the first
 test of a session that has tests reading them; the other tests run beside it, and
 the tests that read the executed notebooks or the book run last, waiting for it.
-The book run keeps its two threads per kernel (as ``make book`` does: a zoo model
-trained with another thread count differs in its last digits); the tests beside it
-are mostly start-up, subprocesses and waiting, which used a core's idle half. The
-book run is the suite's critical path, so it is scheduled first (``_prioritise``).
+The suite is CPU-bound, so the book run takes the cheapest way through the chapters:
+two notebooks at a time with one thread each (``--jobs 2 --threads 1``, what
+``make book`` runs on 2 cores), at the other tests' priority. A second torch thread
+bought little on these small models: chapter 6 alone took 190 s and 255 CPU s with
+two threads, 207 s and 206 CPU s with one. Fresh clones' pytest: 17 min 42 s and
+32 CPU minutes this way, against 19 min 54 s and 37 CPU minutes with one notebook
+at a time, two threads, and the book's scheduling groups at nice -10 (the best of
+three priorities measured: -20 and real-time round-robin ended later).
 
 Two pytest-xdist workers (the notebooks on one, every other module on the other)
 took as long: the chapters ran 2-4 times slower. That was OpenMP's spinning: an
@@ -27,7 +31,6 @@ import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -116,67 +119,6 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 BOOK_RUN_LOG = REPO / "_build" / "book_run.log"
-BOOK_RUN_NICE = -10  # the book run's priority beside the other tests (they keep 0)
-
-
-def _prioritise(process: subprocess.Popen) -> None:
-    """Let the book run, the suite's critical path, take the CPU first; the other tests take what it leaves.
-
-    With autogroup scheduling (Linux's default), each session is scheduled as one
-    group and a nice value counts only inside its own group; the book run is a
-    session of its own, and so is each Jupyter kernel it starts (jupyter_client
-    starts them in new sessions), so a thread gives every process of the run its
-    group's priority as it appears. Without autogroups, the processes' own nice
-    values. Needs root (CAP_SYS_NICE): without it the book shares the CPU equally,
-    as a warning in the summary says.
-
-    How much priority: the suite is CPU-bound (about 38 CPU minutes in 19-20 minutes on
-    2 cores), so what the book gains the other tests lose, and -10 is where the book
-    still ends last, about 2 minutes after them. Fresh clones' pytest: 19 min 16 s at
-    -10; 20 min 36 s at -20 (the notebooks took 16.2 minutes instead of 18.3, but the
-    suite ended 4 minutes after them); 21 min 17 s under real-time round-robin
-    scheduling (``SCHED_RR``: the notebooks as fast as alone, 14.0 minutes, and the
-    suite 7 minutes after them).
-    """
-    import threading
-
-    import psutil
-
-    enabled = Path("/proc/sys/kernel/sched_autogroup_enabled")
-    by_group = enabled.is_file() and enabled.read_text().strip() == "1"
-    done: set[int] = set()
-
-    def favour(pid: int) -> None:
-        done.add(pid)
-        if by_group:
-            Path(f"/proc/{pid}/autogroup").write_text(str(BOOK_RUN_NICE))
-        else:
-            os.setpriority(os.PRIO_PROCESS, pid, BOOK_RUN_NICE)
-
-    try:
-        favour(process.pid)
-    except PermissionError as err:
-        warnings.warn(f"the background book run keeps the other tests' priority ({err}), so the suite takes "
-                      "longer; run it as root to schedule the book first", stacklevel=1)
-        return
-
-    def follow() -> None:
-        root = psutil.Process(process.pid)
-        while process.poll() is None:
-            try:
-                new = [c.pid for c in root.children(recursive=True) if c.pid not in done]
-            except psutil.NoSuchProcess:
-                return
-            for pid in new:
-                try:
-                    favour(pid)
-                except (FileNotFoundError, ProcessLookupError):  # it ended before it could be favoured
-                    continue
-            time.sleep(1.0)
-
-    threading.Thread(target=follow, name="favour-book-run", daemon=True).start()
-
-
 def _book_run_failed(process, what: str) -> str:
     return f"the background book run {what} (exit {process.returncode}); {BOOK_RUN_LOG} ends:\n" + \
         BOOK_RUN_LOG.read_text()[-5000:]
@@ -205,7 +147,7 @@ def _book_run(request):
     whole_book = len(chosen) < len(readers)
     course = [sys.executable, "-m", "course_lib.cli"]
     command = shlex.join([*course, "notebooks", "run", *([] if whole_book else chosen), "--out", str(EXECUTED_DIR),
-                          "--data-home", str(home)])
+                          "--data-home", str(home), "--jobs", "2", "--threads", "1"])
     if whole_book:
         command += " && " + shlex.join([*course, "book", "--executed", str(EXECUTED_DIR)])
     BOOK_RUN_LOG.parent.mkdir(parents=True, exist_ok=True)
@@ -213,7 +155,6 @@ def _book_run(request):
     with open(BOOK_RUN_LOG, "w") as log:
         process = subprocess.Popen(["bash", "-c", command], cwd=REPO, env=dict(os.environ, COURSE_PROGRESS="0"),
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    _prioritise(process)
     process.notebooks = [path for path in list_notebooks(REPO / "notebooks") if whole_book or path.stem in chosen]
     yield process
     if process.poll() is None:
