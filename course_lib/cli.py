@@ -150,8 +150,8 @@ def build_parser(grading_only: bool = False) -> argparse.ArgumentParser:
                         help="notebooks run at once, each with cores/jobs threads (default 1; zoo models "
                              "trained with fewer threads differ slightly)")
     nb_run.add_argument("--threads", type=_positive_int, default=None,
-                        help="threads per kernel (default: torch's own, or cores/jobs with --jobs; the cores' count "
-                             "keeps the zoo's digits those of one notebook at a time)")
+                        help="threads per kernel (default: torch's own, or cores/jobs with --jobs; zoo models "
+                             "trained with another count differ slightly: make book and the tests use 1)")
     _add_common(nb_run)
     nb_run.set_defaults(leaf_parser=nb_run, func=cmd_notebooks_run)
 
