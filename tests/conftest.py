@@ -7,10 +7,11 @@ The suite is CPU-bound, so the book run takes the cheapest way through the chapt
 two notebooks at a time with one thread each (``--jobs 2 --threads 1``, what
 ``make book`` runs on 2 cores), at the other tests' priority. A second torch thread
 bought little on these small models: chapter 6 alone took 190 s and 255 CPU s with
-two threads, 207 s and 206 CPU s with one. Fresh clones' pytest: 17 min 42 s and
-32 CPU minutes this way, against 19 min 54 s and 37 CPU minutes with one notebook
-at a time, two threads, and the book's scheduling groups at nice -10 (the best of
-three priorities measured: -20 and real-time round-robin ended later).
+two threads, 207 s and 206 CPU s with one. Fresh clones' pytest: 17 min 42 s, 19 min
+0 s and 20 min 4 s this way (32-35 CPU minutes), against 19 min 54 s and 20 min 12 s
+(37 CPU minutes) with one notebook at a time, two threads, and the book's scheduling
+groups at nice -10 (the best of three priorities measured: -20 and real-time
+round-robin ended later). The other tests, one at a time, now end last.
 
 Two pytest-xdist workers (the notebooks on one, every other module on the other)
 took as long: the chapters ran 2-4 times slower. That was OpenMP's spinning: an
