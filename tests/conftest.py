@@ -120,6 +120,8 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 BOOK_RUN_LOG = REPO / "_build" / "book_run.log"
+
+
 def _book_run_failed(process, what: str) -> str:
     return f"the background book run {what} (exit {process.returncode}); {BOOK_RUN_LOG} ends:\n" + \
         BOOK_RUN_LOG.read_text()[-5000:]
