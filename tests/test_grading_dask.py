@@ -37,13 +37,17 @@ LIMITS = Limits(cell_timeout=4, timeout=40, memory_mb=1024, max_output_mb=1, dis
 
 
 def _dask_processes() -> list[psutil.Process]:
-    """The nannies and workers a LocalCluster spawned and still running (not multiprocessing's resource tracker).
+    """The workers a LocalCluster spawned and still running (not multiprocessing's resource tracker).
 
-    A zombie (any child of the session that has ended and is not reaped yet: a fresh
-    clone's run once met one) or a process gone since the listing is not running.
+    A LocalCluster's nannies live in this process and spawn its workers as this
+    process's own children, so only those are looked at: the suite's background
+    book run (conftest's ``_book_run``) spawns its notebook workers the same way,
+    as grandchildren, and a CI run once found two of them here. A zombie (any
+    child of the session that has ended and is not reaped yet: a fresh clone's run
+    once met one) or a process gone since the listing is not running.
     """
     running = []
-    for process in psutil.Process().children(recursive=True):
+    for process in psutil.Process().children(recursive=False):
         try:
             if process.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(process.cmdline()):
                 running.append(process)
