@@ -164,7 +164,8 @@ def main() -> None:
                      "floor_share": samples * floor_s / elapsed})
     rows.append({"device": device.type, "model": args.model, "batch": args.batch, "steps": args.steps,
                  "attack": "floor (fwd + input bwd)", "eot": 1, "img_s": args.batch / floor_s,
-                 "ms_per_img": 1000 * floor_s / args.batch, "speedup_vs_cleverhans": base / floor_s, "floor_share": 1.0})
+                 "ms_per_img": 1000 * floor_s / args.batch, "speedup_vs_cleverhans": base / floor_s,
+                 "floor_share": 1.0})
     report(f"attacks_{args.model}_{device.type}", rows)
     if args.aa_images > 0 and args.model == "mnist":  # a second table (other columns), same run
         report(f"autoattack_{args.model}_{device.type}", autoattack_rows(args, device, model, x, y))

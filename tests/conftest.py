@@ -11,7 +11,9 @@ two threads, 207 s and 206 CPU s with one. Fresh clones' pytest: 17 min 42 s, 19
 0 s and 20 min 4 s this way (32-35 CPU minutes), against 19 min 54 s and 20 min 12 s
 (37 CPU minutes) with one notebook at a time, two threads, and the book's scheduling
 groups at nice -10 (the best of three priorities measured: -20 and real-time
-round-robin ended later). The other tests, one at a time, now end last.
+round-robin ended later). The other tests, one at a time, now end last; the
+benchmark scripts' smoke runs (``_benchmark_runs``) therefore run in the background
+too, from the session's first test, and their tests come after the others.
 
 Two pytest-xdist workers (the notebooks on one, every other module on the other)
 took as long: the chapters ran 2-4 times slower. That was OpenMP's spinning: an
@@ -99,24 +101,26 @@ def _isolated_environment(monkeypatch, _scratch_home):
     monkeypatch.setenv("COURSE_DATA_HOME", str(_scratch_home))
 
 
-def _book_order(item) -> int:
-    """0: does not read the book run; 1: reads each notebook as the run finishes it; 2: waits for the whole run."""
+def _order(item) -> int:
+    """0: reads no background run; 1: reads the benchmarks' runs; 2: reads each notebook as the book run finishes
+    it; 3: waits for the whole book run."""
     names = getattr(item, "fixturenames", ())
-    return 2 if "executed_notebooks" in names else 1 if "notebooks_as_executed" in names else 0
+    return 3 if "executed_notebooks" in names else 2 if "notebooks_as_executed" in names else \
+        1 if "benchmark_runs" in names else 0
 
 
 def _reads_the_book(item) -> bool:
-    return _book_order(item) > 0
+    return _order(item) > 1
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The tests that read the executed notebooks (or the book) last, in their order: they wait for the book run.
+    """The tests that read a background run last, in their order: they wait for it.
 
-    Among them, those that take each notebook as it is finished come first: they work
-    while the book run is still going (nbval re-runs chapters 1-10 beside chapter 11),
-    not after it.
+    The benchmarks' smoke runs end first. Among the tests of the book run, those that
+    take each notebook as it is finished come first: they work while the book run is
+    still going (nbval re-runs chapters 1-10 beside chapter 11), not after it.
     """
-    items.sort(key=_book_order)
+    items.sort(key=_order)
 
 
 BOOK_RUN_LOG = REPO / "_build" / "book_run.log"
@@ -163,6 +167,30 @@ def _book_run(request):
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _benchmark_runs(request, tmp_path_factory):
+    """The selected benchmark scripts' smoke runs (``tests/benchmark_runs.py``), started with the session's first test.
+
+    ``None`` when no selected test reads them; killed at the session's end if still going.
+    """
+    chosen = [item.callspec.params["name"] for item in request.session.items
+              if "benchmark_runs" in getattr(item, "fixturenames", ())]
+    if not chosen:
+        yield None
+        return
+    from .benchmark_runs import BackgroundRuns
+
+    runs = BackgroundRuns({name: tmp_path_factory.mktemp(f"benchmark_{name}") for name in chosen})
+    yield runs
+    runs.close()
+
+
+@pytest.fixture(scope="session")
+def benchmark_runs(_benchmark_runs):
+    """The background benchmark runs: ``.futures[name]`` (a ``CompletedProcess``) and ``.folders[name]``."""
+    return _benchmark_runs
 
 
 @pytest.fixture(scope="session")

@@ -56,4 +56,5 @@ def test_source_runs_top_to_bottom_in_one_kernel(name, tmp_path, zoo_home, mnist
     monkeypatch.setenv("COURSE_PROGRESS", "0")
     for path in (KIT_ASSIGNMENTS / name).glob("*.ipynb"):
         nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+        resources = {"metadata": {"path": str(tmp_path)}}
+        NotebookClient(nb, timeout=120, kernel_name="python3", resources=resources).execute()

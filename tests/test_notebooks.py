@@ -51,9 +51,8 @@ def checked_prefix(executed, folder: Path) -> Path:
 def test_deterministic_cells_reproduce_with_nbval(notebooks_as_executed, quick_data_home):
     """Re-run each executed notebook with nbval: cells marked NBVAL_CHECK_OUTPUT must match.
 
-    The chapters are re-run as the book run finishes them, beside its later chapters
-    (it keeps the CPU first, see conftest), so that only the last chapter's check
-    waits for the end of the run.
+    The chapters are re-run as the book run finishes them, beside its later chapters,
+    so that only the last chapter's check waits for the end of the run.
     """
     folder = REPO / "_build" / "nbval"
     # Two notebooks at a time, one thread each (as the fixture ran them): 47 s here against 77 s
