@@ -126,8 +126,12 @@ register(Recipe(
 # eps of 0.3 plateaus near 63%; training at eps 0.36 with a step of 0.8 eps gave 71%. At quick's width 16
 # (200 digits, seeds 0 and 1, one thread) eps 0.36 gave 69.0 and 74.0%, eps 0.38 73.5 and 72.5%; eps 0.4
 # (43.5%), a step of 1.0 eps (25.5%) and a peak lr of 3e-3 (61.0%) did worse, 18 and 20 epochs 71.0 and 66.0%.
-# Single-step training sits near catastrophic overfitting: the same recipe moves by several points with
-# the seed or the thread count.
+# Those were one or two seeds each. Four seeds of this recipe on another machine (one thread): 66.5, 74.5,
+# 71.5 and 59.0% (seeds 0-3); with 20 epochs 51.5, 75.5, 72.5 and 64.5%, with 25 53.0, 72.0, 71.5 and 67.0%
+# (seed 0's 20-epoch model kept 67% under the guard's PGD-10 but 51.5% under PGD-50 x 10 and 36% under
+# AutoAttack: masked gradients). The held-out PGD accuracy was still rising at epoch 15, with no collapse.
+# Single-step training moves by several points with the seed, the thread count and the CPU; the zoo's
+# test asks 50% of it, not its issue's 70% (tests/test_zoo_targets.py).
 FAST_QUICK = dict(epochs=15, batch_size=64, optimizer="Adam", lr=5e-3, eps=0.38, alpha_ratio=0.8,
                   guard_eps=0.3, warmup_epochs=3, **CNN_QUICK, **QUICK_EVAL)
 register(Recipe(
