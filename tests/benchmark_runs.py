@@ -8,6 +8,7 @@ only reads what they wrote.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -40,6 +41,7 @@ class BackgroundRuns:
     def __init__(self, folders: dict[str, Path]):
         self.folders = folders
         self._running: list[subprocess.Popen] = []
+        self._closed = False
         self._pool = ThreadPoolExecutor(3, thread_name_prefix="benchmark")
         self.futures: dict[str, Future] = {name: self._pool.submit(self._run, name) for name in RUNS if name in folders}
 
@@ -53,6 +55,8 @@ class BackgroundRuns:
         with subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, start_new_session=True) as process:
             self._running.append(process)
+            if self._closed:  # started while close() was killing the others
+                os.killpg(process.pid, signal.SIGKILL)
             try:
                 stdout, stderr = process.communicate(timeout=TIMEOUT_S)
             except subprocess.TimeoutExpired:
@@ -63,8 +67,10 @@ class BackgroundRuns:
 
     def close(self) -> None:
         """Cancel the scripts not started and kill those still running (an interrupted session)."""
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
-        for process in self._running:
+        for process in list(self._running):
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it ended since the poll
+                    os.killpg(process.pid, signal.SIGKILL)
         self._pool.shutdown(wait=True)
