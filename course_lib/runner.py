@@ -221,8 +221,9 @@ def run_notebooks(paths, out_dir=EXECUTED_DIR, parameters: dict | None = None,
             ``usable_cpus() // jobs`` for more). A zoo model trained with one thread
             differs in its last digits from one trained with two, and single-step
             adversarial training magnifies them (``mnist_fast``'s robust accuracy
-            moved by 3 points at its old eps, 69.0 against 72.0%), so ``make book`` and the test suite
-            both run ``--jobs 2 --threads 1`` and build the same zoo on any machine:
+            moved by 3 points at its old eps, 69.0 against 72.0%), so ``make book`` and
+            the test suite both run ``--jobs 2 --threads 1`` and build the same zoo on a
+            machine (another CPU may still differ in the last digits):
             cold in 9 min 49 s and 19.0 CPU minutes on 2 cores, against 10 min 35 s
             and 20.6 with two threads each and about 14 min one at a time.
     """

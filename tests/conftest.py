@@ -189,6 +189,8 @@ def _benchmark_runs(request, tmp_path_factory):
     runs.close()
 
 
+# Two fixtures: an autouse fixture's name is in every test's fixturenames, so the tests that read
+# the runs (and that ``_order`` puts after the others) are found by this one's name.
 @pytest.fixture(scope="session")
 def benchmark_runs(_benchmark_runs):
     """The background benchmark runs: ``.futures[name]`` (a ``CompletedProcess``) and ``.folders[name]``."""

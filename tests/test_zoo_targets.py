@@ -1,9 +1,9 @@
 """The zoo's robust MNIST models in the quick profile (built once; notebook 06 reuses them): robust, and not by luck.
 
 ``mnist_pgd`` meets its issue's 80% under PGD-50 x 10 at eps 0.3 on the 200 quick test
-digits with room (83.5, 81.5 and 82.0% for seeds 0-2 here). ``mnist_fast`` (one FGSM step
+digits with room (83.5, 81.5 and 82.0% for seeds 0-2). ``mnist_fast`` (one FGSM step
 per batch) does not meet its issue's 70% reliably: its recipe gave 66.5, 74.5, 71.5 and
-59.0% for seeds 0-3 (one thread, on this machine; a run's number also moves with the thread
+59.0% for seeds 0-3 (one thread, on a 2-core AMD EPYC; a run's number also moves with the thread
 count and the CPU), 20 and 25 epochs did no better (51.5-75.5 and 53.0-72.0%), and 200
 digits alone carry about +-3 points of sampling error. Its bar is therefore 50%: far above
 the undefended model's 0% and above what catastrophic overfitting leaves (13.5% measured
