@@ -45,7 +45,7 @@ def transfer_examples(source: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
 
 def adaptive_evaluation(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, source: nn.Module,
                         attack_view: nn.Module | None = None, eot_samples: int = 1, steps: int = 40,
-                        seed: int = 0, draws: int = 1, transfer: torch.Tensor | None = None) -> dict[str, float]:
+                        seed: int = 0, draws: int = 1, transfer: torch.Tensor | None = None) -> dict:
     """Accuracy in % of ``defended`` under the oblivious, the naive white-box and the adaptive attack.
 
     Args:
@@ -70,6 +70,9 @@ def adaptive_evaluation(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, e
     With ``draws`` > 1 the keys with " one call" give the single-call rule from the
     first draw alone: each attack's examples judged on one call of the defence, and
     "adaptive" counting an example only if all three of those calls get it right.
+    "adaptive per example" lists each example's share of draws (0 to 1) that get it right
+    under its worst attack, so that another evaluation on the first k examples (AutoAttack's
+    smaller set) can be compared on the same ones: ``mean(r["adaptive per example"][:k])``.
     """
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
@@ -94,6 +97,7 @@ def adaptive_evaluation(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, e
         per_draw = 100.0 * correct.float().mean(1)  # (draws,)
         result[name] = per_draw.mean().item()
         result[f"{name} sd"] = per_draw.std(unbiased=False).item()
+    result["adaptive per example"] = scored["adaptive"].float().mean(0).tolist()  # (N,) shares of draws
     if draws > 1:  # the single-call rule, read from the first draw (no attack runs again)
         first = {name: correct[0] for name, correct in scored.items()}
         first["adaptive"] = attacks[:, 0].all(0)

@@ -276,6 +276,27 @@ def test_the_single_call_rule_is_read_from_the_first_draw_of_each_attack(monkeyp
     assert not any(key.endswith("one call") for key in single)  # one draw: the columns are that rule
 
 
+def test_the_adaptive_score_per_example_is_each_examples_worst_attack(monkeypatch):
+    """Per example: the share of draws right under its worst attack; the adaptive column is their mean.
+
+    Chapter 8 compares AutoAttack on the first digits with the adaptive score of those same digits.
+    """
+    import course_lib.adaptive as adaptive
+
+    T, F = True, False
+    draws = [[[T, T, T, T], [T, T, T, T]],  # clean (draws=2, N=4)
+             [[T, F, T, T], [T, F, T, T]],  # oblivious: example 1 never right
+             [[T, T, F, T], [T, T, T, T]],  # white-box: example 2 right in 1 of 2 draws
+             [[T, T, T, T], [T, T, T, F]]]  # adaptive: example 3 right in 1 of 2 draws
+    scored = iter(torch.tensor(d) for d in draws)
+    monkeypatch.setattr(adaptive, "_draw_correct", lambda model, adv, y, n: next(scored))
+    x, y = torch.rand(4, 1, 2, 2), torch.zeros(4, dtype=torch.long)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    result = adaptive.adaptive_evaluation(model, x, y, eps=0.1, source=model, steps=3, draws=2)
+    assert result["adaptive per example"] == [1.0, 0.0, 0.5, 0.5]
+    assert result["adaptive"] == pytest.approx(50.0)
+
+
 def test_shared_transfer_examples_and_no_second_identical_attack(monkeypatch):
     """The results do not change; PGD runs only for what differs: 3 runs -> 2 -> 1."""
     import course_lib.adaptive as adaptive
