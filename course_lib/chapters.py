@@ -6,7 +6,8 @@ sweeps) in ``config.Profile``. What remains, the sizes that one notebook alone
 uses (digits measured, PGD steps, perturbation radii), lives here, so that a
 notebook asks ``chapter_settings("adaptive_attacks", PROFILE)`` and never types
 ``N = 100 if PROFILE == "quick" else 1000``. ``quick`` values keep each notebook
-under 90 s on 2 CPU cores; ``full`` values are the papers'.
+under 90 s on 2 CPU cores; ``full`` values are the papers' where the chapter follows
+its paper's setting (chapter 9's MNIST models are an adaptation, not its paper's setting).
 """
 from __future__ import annotations
 
