@@ -3,11 +3,15 @@
 Writes, in OUT: ``TAG-weights.pt`` and ``TAG-result.json`` (history and a
 measure of the odd-sized validation set) from rank 0, and
 ``TAG-writes-rankR.json`` from every rank: the files the engine wrote there.
+With ``--kill-after-epochs K``, rank 0 kills itself (SIGKILL) as soon as it has saved
+the resumable state of epoch K: a run killed mid-training, which torchrun then ends.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 from pathlib import Path
 
 import torch
@@ -30,6 +34,7 @@ def main() -> None:
     parser.add_argument("--tag", required=True)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--folder", default="run", help="the run's folder in OUT (a resume reuses one)")
+    parser.add_argument("--kill-after-epochs", type=int, default=0, help="rank 0 dies after this epoch's state")
     args = parser.parse_args()
     out = Path(args.out)
     procs = processes()
@@ -37,7 +42,10 @@ def main() -> None:
     for name in ("atomic_write_json", "atomic_torch_save"):  # record what the engine writes, then write it
         def recording(path, *rest, _real=getattr(engine_module, name), **kwargs):
             writes.append(Path(path).name)
-            return _real(path, *rest, **kwargs)
+            done = _real(path, *rest, **kwargs)
+            if args.kill_after_epochs and writes.count("fit.state.pt") == args.kill_after_epochs:
+                os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no last write: as a killed job
+            return done
         setattr(engine_module, name, recording)
     generator = torch.Generator().manual_seed(1)
     train, val = data(48, generator), data(7, generator)  # 4 global batches of 12; 7 does not split in 2
