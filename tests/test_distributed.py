@@ -92,6 +92,33 @@ def test_a_run_killed_on_two_processes_resumes_on_one(runs):
     assert writes.count("fit.state.pt") == 1 and result["steps"] == 8, "one more epoch after the 4 steps of one"
 
 
+@pytest.mark.slow
+def test_a_zoo_build_under_torchrun_is_the_one_process_build(tmp_path):
+    """``torchrun -m course_lib.cli models build mnist_mlp`` on 2 processes against 1 process.
+
+    The same recipe on any number of processes is the same zoo entry (one cache
+    folder name), its weights agree and its folder holds the same files (the
+    engine's test above shows that rank 0 alone writes them), and the log says the
+    build ran on 2 processes (so DDP, not a silent single-process run).
+    """
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), COURSE_PROGRESS="0")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    folders, logs = {}, {}
+    for world, launcher in ((1, [sys.executable]), (2, torchrun)):
+        home = tmp_path / f"home{world}"
+        done = subprocess.run([*launcher, "-m", "course_lib.cli", "models", "build", "mnist_mlp",
+                               "--data-home", str(home)], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        [folders[world]] = (home / "models").iterdir()
+        logs[world] = done.stdout
+    assert folders[1].name == folders[2].name, "the process count changed the recipe's cache key"
+    assert "on 2 processes" in logs[2] and "on 2 processes" not in logs[1], logs[2][-2000:]
+    weights = {world: torch.load(folder / "mnist_mlp.pt", weights_only=True)["model"]
+               for world, folder in folders.items()}
+    _close(weights[1], weights[2], atol=1e-4)
+    assert sorted(p.name for p in folders[2].iterdir()) == sorted(p.name for p in folders[1].iterdir())
+
+
 def test_epoch_shards_give_one_process_global_batches_and_each_test_example_once():
     n, batch = 48, 12
     for world in (1, 2, 3, 4):
