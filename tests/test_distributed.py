@@ -84,8 +84,8 @@ def test_only_rank_zero_writes(runs):
 @pytest.mark.slow
 def test_a_run_killed_on_two_processes_resumes_on_one(runs):
     resumed, result = _result(runs, "resumed")
-    _close(_result(runs, "two")[0], resumed)
-    two = _result(runs, "two")[1]
+    two_weights, two = _result(runs, "two")
+    _close(two_weights, resumed)
     assert result["history"]["train_loss"][0] == pytest.approx(two["history"]["train_loss"][0], abs=1e-6)
     assert not (runs / "killed-writes-rank0.json").exists(), "the killed run got as far as its own record"
     writes = json.loads((runs / "resumed-writes-rank0.json").read_text())
