@@ -53,19 +53,19 @@ SETTINGS: dict[str, dict[str, dict]] = {
     },
     # Chapter 10: Akumalla et al.'s blur levels (sigma in pixels at 224 px, scaled to the image size),
     # FGSM budgets in pixel units, and how many test images the adaptive attacks, AutoAttack (the first
-    # of the adaptive images) and the checklist take.
+    # of the adaptive images), the checklist and the CIFAR-10 section (full: its whole test set) take.
     "contextual_fusion": {
         "quick": dict(
             blur_sigmas_224=(0, 5, 10, 20, 30, 45), pca_sigma_224=5, dial_sigma_224=10,
             fgsm_eps=(0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1), dial_eps=0.03, checklist_eps=0.01,
             dial_images=300, adaptive_images=120, autoattack_images=40, pgd_steps=10, checklist_images=48,
-            spsa_images=8, spsa_samples=32,
+            spsa_images=8, spsa_samples=32, cifar10_images=200,
         ),
         "full": dict(
             blur_sigmas_224=(0, 5, 10, 15, 20, 25, 30, 35, 40, 45), pca_sigma_224=5, dial_sigma_224=10,
             fgsm_eps=(0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1), dial_eps=0.03, checklist_eps=0.01,
             dial_images=5000, adaptive_images=1000, autoattack_images=1000, pgd_steps=40, checklist_images=500,
-            spsa_images=64, spsa_samples=128,
+            spsa_images=64, spsa_samples=128, cifar10_images=10000,
         ),
     },
     # Chapter 11: test scenes in the saliency table (every method on the same images), Adam steps of each

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from course_lib.data import cifar10, coco
+from course_lib.data.splits import stack_items
 from course_lib.models import places365
 
 # pycocotools' compiled mask decoder, called here to compute expected masks, predates NumPy 2.
@@ -297,19 +298,28 @@ def test_cifar10_missing_or_damaged_says_how_to_get_it(tmp_path, no_cifar_downlo
         cifar10.cifar10_splits(None, {}, data_home=tmp_path)
 
 
-def test_cifar10_items_and_validation_carve(tmp_path, monkeypatch, no_cifar_download):
+def _trust_fake_cifar(md5: dict[str, str], monkeypatch) -> None:
+    """torchvision checks each file against the published MD5s; point those at the fake files."""
     from torchvision.datasets import CIFAR10
 
-    md5 = _write_fake_cifar(tmp_path / "cifar10")
-    # torchvision checks each file against the published MD5s; point those at the fake files.
     monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
     monkeypatch.setattr(CIFAR10, "meta", dict(CIFAR10.meta, md5=md5["batches.meta"]))
+
+
+def test_cifar10_items_and_validation_carve(tmp_path, monkeypatch, no_cifar_download):
+    from torchvision.datasets import CIFAR10
+
+    _trust_fake_cifar(_write_fake_cifar(tmp_path / "cifar10"), monkeypatch)
     splits = cifar10.cifar10_splits(None, {"n_val": 5}, data_home=tmp_path, seed=0)
     assert [len(p) for p in (splits.train, splits.val, splits.test)] == [15, 5, 4]
     source = CIFAR10(tmp_path / "cifar10", train=True)
     item = splits.val[0]
     assert set(item) == {"x", "y"} and item["x"].shape == (3, 32, 32) and item["y"].dtype == torch.int64
+    assert splits.test.classes[:2] == ("airplane", "automobile") and len(splits.test.classes) == 10
+    stacked = stack_items(splits.val, batch_size=2)  # COCO and CIFAR-10 have no tensors(): read in batches
+    assert torch.equal(stacked["x"], torch.stack([splits.val[i]["x"] for i in range(5)]))
+    assert stacked["y"].tolist() == [int(splits.val[i]["y"]) for i in range(5)]
     # The carve: train and val partition the 20 training images, the same for the same seed.
     seen = [(p[i]["x"] * 255).round().to(torch.uint8) for p in (splits.train, splits.val) for i in range(len(p))]
     originals = [torch.from_numpy(image).permute(2, 0, 1) for image in source.data]
@@ -475,3 +485,49 @@ def test_normalise_imagenet():
     assert torch.allclose(out[:, 1], (x[:, 1] - 0.456) / 0.224)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         places365.normalise_imagenet(x[0])
+
+
+# -- fusion on CIFAR-10 (full): the recipes end to end on the fake files ---------------------------
+
+def test_fusion_cifar10_fine_tunes_the_object_net_and_keeps_places365_frozen(
+        tmp_path, monkeypatch, no_cifar_download, imagenet_state, places_state):
+    import dataclasses
+
+    from course_lib import zoo
+    from course_lib.models import fusion_cifar10
+    from course_lib.train.recipes import RECIPES
+
+    _trust_fake_cifar(_write_fake_cifar(tmp_path / "cifar10", per_batch=6), monkeypatch)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # no cached weights from elsewhere
+    _save_and_trust(imagenet_state, tmp_path / "weights" / places365.IMAGENET_FILE, monkeypatch)
+    torch.save(_places_checkpoint(places_state), tmp_path / "weights" / places365.PLACES365_FILE)
+    monkeypatch.setenv("COURSE_DATA_HOME", str(tmp_path))  # the loaders read the default data home
+    monkeypatch.setattr(fusion_cifar10, "INPUT_SIZE", 48)  # the paper's 224 px, smaller for speed
+    for name, small in (("cifar10_object_net", dict(epochs=2, batch_size=8, n_val=6)),
+                        ("fusion_cifar10", dict(epochs=3, batch_size=8, n_val=6))):
+        recipe = zoo.get_recipe(name)
+        monkeypatch.setitem(RECIPES, name, dataclasses.replace(recipe, full=dict(recipe.full, **small)))
+
+    fused = zoo.build("fusion_cifar10", "full", tmp_path, device="cpu", progress=False)
+    object_net = zoo.build("cifar10_object_net", "full", tmp_path, device="cpu", progress=False)
+    assert not object_net.built_now  # the fusion build built it first, as its component
+    # The object network trained every layer, from the ImageNet file's weights.
+    tuned = object_net.model.stream.net.state_dict()
+    assert not torch.equal(tuned["conv1.weight"], imagenet_state["conv1.weight"])
+    assert not torch.equal(tuned["layer4.1.conv2.weight"], imagenet_state["layer4.1.conv2.weight"])
+    assert tuned["conv1.weight"].shape == imagenet_state["conv1.weight"].shape
+    assert object_net.model.fc.out_features == 10
+    # The fusion classifier reads that network as it was trained and Places365 as published: both frozen.
+    net = fused.model
+    _assert_same_weights(net.object_stream.net, object_net.model.state_dict())
+    _assert_same_weights(net.scene_stream.net, places_state)
+    assert (net.fg.weight.shape, net.bg.weight.shape, net.joint.weight.shape) == ((10, 512), (10, 512), (10, 1024))
+    assert {"test_acc_fg", "test_acc_bg", "test_acc_joint"} <= set(fused.metrics)
+    assert fused.splits.test.classes == cifar10.CLASSES and fused.splits.test[0]["x"].shape == (3, 32, 32)
+    logits = net.head("fg")(torch.rand(2, 3, 32, 32))  # pixels of CIFAR-10's size; the streams resize inside
+    assert logits.shape == (2, 10)
+    # quick has no CIFAR-10: its stand-in is the scenes at context 0, with the scenes' streams.
+    quick = zoo.get_recipe("fusion_cifar10")
+    assert quick.settings("quick")["context"] == 0.0
+    assert quick.parts(quick.settings("quick")) == {"object_stream.net": "scenes_object_net",
+                                                    "scene_stream.net": "scenes_scene_net"}

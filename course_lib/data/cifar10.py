@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # 163 MB, MD5 c58f30108f718f92721af3b95e74349a
 N_VAL = 1000  # training images held out for validation (the paper trains on all 50,000)
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 class Cifar10Dataset(Dataset):
@@ -21,7 +22,10 @@ class Cifar10Dataset(Dataset):
 
     ``images``: (N, 32, 32, 3) uint8, as torchvision's ``CIFAR10.data``.
     ``size``: None keeps 32 x 32; an int S resizes bilinearly (the paper feeds 224 x 224).
+    ``classes``: the names of labels 0-9.
     """
+
+    classes = CLASSES
 
     def __init__(self, images: np.ndarray, labels, size: int | None = None):
         if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8:

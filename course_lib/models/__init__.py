@@ -80,6 +80,7 @@ from .mnist_cnn import MnistCNN  # noqa: E402  (each import registers the file's
 from .mnist_mlp import MnistMLP  # noqa: E402
 from . import mnist_defences  # noqa: E402,F401  (the inference-time defences' recipes)
 from . import fusion  # noqa: E402,F401  (contextual fusion: streams, heads and their recipes)
+from . import fusion_cifar10  # noqa: E402,F401  (contextual fusion on CIFAR-10: the paper's Figure 4c-d)
 from . import masking  # noqa: E402,F401  (real-time saliency: the masking model and its recipes)
 from ..pixel_input import PixelInput  # noqa: E402  (a basic module: the zoo wraps models in it too)
 from .planted_patch import PlantedPatchNet  # noqa: E402

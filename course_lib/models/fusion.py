@@ -174,7 +174,8 @@ class FusionHead(nn.Module):
 # trained on the objects over scenes drawn independently of the class (context 0: an
 # object-centric set, the stand-in for ImageNet). Both are then frozen and only the heads
 # train, on features computed once per fit (FrozenFeatures). full: the paper's ImageNet and
-# Places365 ResNet-18s from their files, on MS COCO (data/coco.py) at 224 px.
+# Places365 ResNet-18s from their files, on MS COCO (data/coco.py) at 224 px; the context dial
+# stays on the scenes, larger. CIFAR-10, the paper's other dataset: models/fusion_cifar10.py.
 from ..attacks import FGSMAttack  # noqa: E402
 from ..data.coco import coco_splits  # noqa: E402
 from ..data.scenes import CLASSES, SCENE_TYPES, class_set, scene_only_splits, scenes_splits  # noqa: E402
@@ -194,7 +195,7 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 PAPER_RETRAIN_EPS = round(0.3 * sum(CIFAR10_STD) / 3, 3)  # 0.075 in pixels in [0, 1]
 
 
-def _data(profile, settings: dict, data_home=None, seed: int = 0):
+def fusion_data(profile, settings: dict, data_home=None, seed: int = 0):
     return DATA_SOURCES[settings["source"]](profile, settings, data_home, seed)
 
 
@@ -219,13 +220,13 @@ def build_fusion(settings: dict) -> FusionClassifier:
     return FusionClassifier(object_stream, scene_stream, _classes(settings))
 
 
-def _stream_parts(settings: dict) -> dict[str, str]:
+def stream_parts(settings: dict) -> dict[str, str]:
     if settings["streams"] != "small_resnets":
         return {}
     return {"object_stream.net": "scenes_object_net", "scene_stream.net": "scenes_scene_net"}
 
 
-def _fusion_plan(settings: dict, splits, home) -> Plan:
+def fusion_plan(settings: dict, splits, home) -> Plan:
     metrics = HeadAccuracies()
     if settings.get("retrain_eps"):  # adversarial retraining: FGSM on the joint classifier at every step
         return Plan(objective=FusionHeads(), batches=AttackBatches(FGSMAttack(settings["retrain_eps"])),
@@ -259,13 +260,14 @@ HEADS_FULL = dict(epochs=15, batch_size=128, optimizer="Adam", lr=1e-3, source="
                   size=224)
 SET_SIZES = {"all": dict(n_train=1800, n_val=240, n_test=600), "similar": dict(n_train=600, n_val=120, n_test=300),
              "dissimilar": dict(n_train=600, n_val=120, n_test=300)}
-CONTEXTS = (0.0, 0.5, 0.75, 1.0)  # the context dial (quick only: COCO's context is what it is)
+CONTEXTS = (0.0, 0.5, 0.75, 1.0)  # the context dial: on the scenes in both profiles (COCO's context is what it is)
+DIAL_FULL = dict(HEADS_QUICK, epochs=15, class_set="all", n_train=6000, n_val=600, n_test=2000)
 ALPHAS = (0.1, 1.0, 10.0)               # Akumalla et al.'s Figure 5 range
 
 
 def _register_fusion(name: str, summary: str, quick: dict, full: dict, start_from: str | None = None) -> None:
-    register(Recipe(name=name, summary=summary, build=build_fusion, data=_data, quick=quick, full=full,
-                    plan=_fusion_plan, components=_stream_parts, start_from=start_from))
+    register(Recipe(name=name, summary=summary, build=build_fusion, data=fusion_data, quick=quick, full=full,
+                    plan=fusion_plan, components=stream_parts, start_from=start_from))
 
 
 for _set in ("all", "similar", "dissimilar"):
@@ -283,4 +285,4 @@ _register_fusion("fusion_all_retrained", f"fusion on 'all', heads retrained on F
 for _context in CONTEXTS:
     _register_fusion(f"fusion_all_context{_context:g}", f"fusion on 'all' with context={_context:g} (the dial)",
                      dict(HEADS_QUICK, class_set="all", **dict(SET_SIZES["all"], context=_context)),
-                     dict(HEADS_FULL, class_set="all"))
+                     dict(DIAL_FULL, context=_context))
