@@ -31,6 +31,7 @@ RUNS = {  # the longest first, so that it does not start last
     "fusion_streams": ["fusion_streams.py", "--device", "cpu", "--train-size", "48", "--test-size", "24",
                        "--stream-epochs", "1"],
     "saliency": ["saliency.py", "--device", "cpu", "--images", "4", "--steps", "2", "--untrained"],
+    "masking_encoder": ["masking_encoder.py", "--device", "cpu", "--images", "8", "--seeds", "2", "--smoke"],
     "notebooks": ["notebooks.py", "01", "--jobs", "1", "--cold"],
 }
 

@@ -88,3 +88,31 @@ def test_the_resnet50_weights_are_an_error_that_says_where_to_get_them(tmp_path,
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(FileNotFoundError, match=r"resnet50-0676ba61\.pth.*98 MB"):
         places365.load_imagenet_resnet50(data_home=tmp_path)
+
+
+def test_the_efficientnet_pyramid_taps_timms_stages_frozen_and_resizes_its_input():
+    import timm
+
+    from course_lib.models.masking import TimmPyramid
+
+    torch.manual_seed(0)
+    net = timm.create_model("efficientnet_lite0")
+    pyramid = TimmPyramid(net)
+    assert pyramid.channels == [16, 24, 40, 112, 320] and pyramid.taps == [0, 1, 2, 4, 6]
+    x = torch.rand(2, 3, 64, 64)
+    maps = pyramid(x)
+    assert [tuple(m.shape[1:]) for m in maps] == [(16, 32, 32), (24, 16, 16), (40, 8, 8), (112, 4, 4),
+                                                  (320, 2, 2)]
+    # The coarsest map is timm's own forward_features up to blocks.6 (conv_head, bn2 and the pool follow it).
+    inside = {}
+    net.blocks[6].register_forward_hook(lambda module, inputs, output: inside.update(last=output))
+    net.eval().forward_features((x - pyramid.mean) / pyramid.std)
+    assert torch.allclose(maps[-1], inside["last"], atol=1e-5)
+    model = MaskingModel(pyramid, 4).train()
+    assert not net.training and not any(p.requires_grad for p in pyramid.parameters())
+    masks = model(x, torch.tensor([0, 3]))
+    assert masks.shape == (2, 64, 64) and 0 <= masks.min() and masks.max() <= 1
+    resized = TimmPyramid(net, size=128)
+    assert [m.shape[-1] for m in resized(x)] == [64, 32, 16, 8, 4]
+    with pytest.raises(ValueError, match="feature_info"):
+        TimmPyramid(timm.create_model("resnet18"))
