@@ -320,16 +320,29 @@ def cmd_models_list(args) -> int:
 
 
 def cmd_models_build(args) -> int:
+    """Build the named models; with no names, every model whose data is there, then name those whose data is not."""
     from .zoo import build, zoo_names
 
+    missing = []
     for name in args.names or zoo_names():
-        built = build(name, args.profile, args.data_home, args.device, args.seed)
+        try:
+            built = build(name, args.profile, args.data_home, args.device, args.seed)
+        except FileNotFoundError as err:
+            if args.names:  # asked for by name: its missing data is the error
+                raise
+            missing.append(name)  # building all: build the others, then report it (exit status 1)
+            print(f"{name}: not built, its data is missing: {err}", flush=True)
+            continue
         metrics = ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in built.metrics.items()
                             if not (k.endswith("_digits") and isinstance(v, str)))  # per-digit verdicts
         state = "built now" if built.built_now else "already built"
         print(f"{name}: {state}; training {built.seconds:.1f} s, metrics {built.eval_seconds:.1f} s; "
               f"{metrics}", flush=True)
+    if missing:
+        print(f"not built for want of data ({args.profile} profile): {', '.join(missing)}; each line above "
+              "says how to get it", file=sys.stderr)
+        return 1
     return 0
 
 

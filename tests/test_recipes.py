@@ -174,7 +174,7 @@ def test_load_detector_round_trip_and_errors(tmp_path):
         load_detector("SimpleNet", tmp_path / "junk.pt")
 
 
-def test_course_models_list_and_build(tiny_recipe, tiny_faces_home, quick_data_home, capsys):
+def test_course_models_list_and_build(tiny_recipe, tiny_faces_home, quick_data_home, capsys, monkeypatch):
     """On the session's data home, whose scenes the chapters have drawn (a fresh folder spent
     30 s drawing the scenes that the fusion and saliency models' keys name); the faces are the
     tiny ones, so simplenet_fakes gets a key of its own there."""
@@ -194,6 +194,14 @@ def test_course_models_list_and_build(tiny_recipe, tiny_faces_home, quick_data_h
     assert "simplenet_fakes      built" in capsys.readouterr().out
     assert main(["models", "build", "resnet", "--data-home", home]) == 2
     assert "no zoo model named 'resnet'" in capsys.readouterr().err
+    # Building all: a model whose data is missing is reported, and the others are still built.
+    monkeypatch.setattr(zoo, "zoo_names", lambda: ["cifar10_object_net", "simplenet_fakes"])
+    assert main(["models", "build", "--data-home", home, "--device", "cpu"]) == 1
+    captured = capsys.readouterr()
+    assert "cifar10_object_net: not built, its data is missing: CIFAR-10 is missing" in captured.out
+    assert "simplenet_fakes: already built" in captured.out and "cifar10_object_net" in captured.err
+    assert main(["models", "build", "cifar10_object_net", "--data-home", home]) == 2  # named: an error
+    assert "cifar-10-python.tar.gz" in capsys.readouterr().err
 
 
 def _toy_recipes(monkeypatch, base_lr=1e-2):
