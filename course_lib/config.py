@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +127,26 @@ def data_home(path: str | os.PathLike | None = None) -> Path:
         )
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+@contextmanager
+def default_data_home(path: str | os.PathLike) -> Iterator[Path]:
+    """Inside the block, ``path`` is the default data home (``COURSE_DATA_HOME``); after it, what it was.
+
+    For code that finds its files in the default data home without being given
+    one: the zoo builds each model inside this block, so that a recipe's weight
+    loader (Places365, ImageNet ResNets) reads the same data home as its data.
+    """
+    home = data_home(path)
+    before = os.environ.get(DATA_HOME_ENV)
+    os.environ[DATA_HOME_ENV] = str(home)
+    try:
+        yield home
+    finally:
+        if before is None:
+            os.environ.pop(DATA_HOME_ENV, None)
+        else:
+            os.environ[DATA_HOME_ENV] = before
 
 
 def get_device(name: str = "auto"):

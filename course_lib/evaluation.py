@@ -244,7 +244,8 @@ def robustness_checklist(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
         gradient_free = accuracy(model, attacks.spsa(model, xs, ys, eps, steps=spsa_steps, samples=spsa_samples,
                                                      delta=spsa_delta), ys)
     measured = {"steps": steps, "pgd": pgd_at(eps, steps, step),
-                "fgsm": accuracy(model, attacks.fgsm(model, x, y, eps), y),
+                "fgsm": accuracy(model, torch.cat([attacks.fgsm(model, xb, yb, eps)  # a batch at a time, as PGD
+                                                   for xb, yb in zip(x.split(128), y.split(128))]), y),
                 "pgd_eps1": pgd_at(1.0, steps, 0.1), "pgd_doubled": pgd_at(eps, 2 * steps, step),
                 "pgd_restarts": pgd_at(eps, steps, step, restarts=3), "spsa": gradient_free,
                 "pgd_subset": pgd_at(eps, steps, step, xs=xs, ys=ys), "subset_size": len(ys),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -501,7 +502,8 @@ def test_fusion_cifar10_fine_tunes_the_object_net_and_keeps_places365_frozen(
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # no cached weights from elsewhere
     _save_and_trust(imagenet_state, tmp_path / "weights" / places365.IMAGENET_FILE, monkeypatch)
     torch.save(_places_checkpoint(places_state), tmp_path / "weights" / places365.PLACES365_FILE)
-    monkeypatch.setenv("COURSE_DATA_HOME", str(tmp_path))  # the loaders read the default data home
+    # The weight loaders read the default data home: the zoo makes it the build's own for the build.
+    monkeypatch.setenv("COURSE_DATA_HOME", str(tmp_path / "elsewhere"))
     monkeypatch.setattr(fusion_cifar10, "INPUT_SIZE", 48)  # the paper's 224 px, smaller for speed
     for name, small in (("cifar10_object_net", dict(epochs=2, batch_size=8, n_val=6)),
                         ("fusion_cifar10", dict(epochs=3, batch_size=8, n_val=6))):
@@ -509,6 +511,7 @@ def test_fusion_cifar10_fine_tunes_the_object_net_and_keeps_places365_frozen(
         monkeypatch.setitem(RECIPES, name, dataclasses.replace(recipe, full=dict(recipe.full, **small)))
 
     fused = zoo.build("fusion_cifar10", "full", tmp_path, device="cpu", progress=False)
+    assert os.environ["COURSE_DATA_HOME"] == str(tmp_path / "elsewhere")  # as it was
     object_net = zoo.build("cifar10_object_net", "full", tmp_path, device="cpu", progress=False)
     assert not object_net.built_now  # the fusion build built it first, as its component
     # The object network trained every layer, from the ImageNet file's weights.

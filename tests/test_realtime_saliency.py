@@ -189,6 +189,16 @@ def test_the_table_scores_masks_as_they_are_and_other_maps_against_their_peak():
     assert by_name["as map"]["pixel_auc"] == 1.0
     assert by_name["max box"]["loc_error"] == 100.0 and by_name["ground-truth boxes"]["loc_error"] == 0.0
     assert np.isnan(by_name["centre box"]["pixel_auc"])
+    seen = []
+
+    def per_image(model, x, y):  # records its batches; each map carries its own image's class
+        seen.append(len(x))
+        m = torch.zeros(len(x), 8, 8)
+        m[:, 0, 0] = y.float() + 1
+        return m
+
+    _, maps = saliency_table(model, x, y, truth, objects, {"per image": per_image}, batch_size=1)
+    assert seen == [1, 1] and maps["per image"][:, 0, 0].tolist() == [1.0, 2.0]  # in order, one at a time
 
 
 def test_the_paper_objective_offers_its_area_term_alone():

@@ -44,6 +44,8 @@ class Recipe:
         name: the zoo name, e.g. "mnist_pgd".
         summary: one line for ``course models list``.
         build: ``settings -> nn.Module``, a fresh model mapping the data's inputs to logits.
+            The zoo calls it with the build's data home as the default one
+            (``config.default_data_home``), where weight loaders look for files.
         data: ``(profile, settings, data_home, seed) -> Splits``.
         quick, full: the settings of each profile; they must hold ``epochs``,
             ``batch_size``, ``optimizer`` ("Adam" or "SGD") and ``lr``.

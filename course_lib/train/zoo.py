@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import data_home, get_device, get_profile
+from ..config import data_home, default_data_home, get_device, get_profile
 from ..evaluation import accuracy
 from ..io import atomic_write_json
 from .distributed import barrier, processes
@@ -90,7 +90,7 @@ def run_folder(name: str, profile="quick", data_home_path=None, seed: int = 0) -
     settings = recipe.settings(profile)
     splits = recipe.data(profile, settings, home, seed)
     with torch.random.fork_rng():  # building only to name the classes involved
-        model = recipe.build(settings)
+        model = _new_model(recipe, settings, home)
     plan = _plan(recipe, settings, splits, home)
     code, _ = code_digest(recipe.build, recipe.data, recipe.plan, recipe.evaluate, model, Engine,
                           plan.objective, plan.batches, plan.metrics, *plan.callbacks)
@@ -159,6 +159,12 @@ def build(name: str, profile="quick", data_home=None, device: str = "auto", seed
         return _build(recipe, name, folder, splits, profile, device, seed, progress)
 
 
+def _new_model(recipe: Recipe, settings: dict, home: Path) -> nn.Module:
+    """``recipe.build(settings)`` with ``home`` as the default data home, where its weight files are looked for."""
+    with default_data_home(home):
+        return recipe.build(settings)
+
+
 def _build(recipe: Recipe, name: str, folder: Path, splits, profile, device: str, seed: int,
            progress: bool | None) -> ZooModel:
     dev = get_device(device)
@@ -175,7 +181,7 @@ def _load_or_train(recipe: Recipe, name: str, folder: Path, splits, profile, dev
     home = folder.parent.parent
     stem = recipe.run_name(settings) if recipe.run_name else name
     result_path = folder / "result.json"
-    model = recipe.build(settings)
+    model = _new_model(recipe, settings, home)
     if result_path.is_file():
         saved = json.loads(result_path.read_text())
         state = torch.load(folder / f"{stem}.pt", map_location=dev, weights_only=True)
