@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -308,3 +309,16 @@ def test_defendr_table4_denoisers_each_train_on_one_attack_at_one_budget(tmp_pat
     full = denoiser_plan(zoo.get_recipe("mnist_dunet").settings("full"), None, tmp_path).batches.attacks
     assert full == [FGSMAttack(0.06), FGSMAttack(0.12), FGSMAttack(0.3),
                     PGDAttack(0.06, 0.01, 40), PGDAttack(0.12, 0.01, 40), PGDAttack(0.3, 0.01, 40)]
+
+
+def test_default_data_home_holds_inside_the_block_and_is_restored(tmp_path, monkeypatch):
+    from course_lib.config import DATA_HOME_ENV, data_home, default_data_home
+
+    monkeypatch.delenv(DATA_HOME_ENV, raising=False)
+    with default_data_home(tmp_path / "zoo") as home:
+        assert data_home() == home == (tmp_path / "zoo").resolve() and home.is_dir()
+    assert DATA_HOME_ENV not in os.environ  # unset before: unset after
+    monkeypatch.setenv(DATA_HOME_ENV, str(tmp_path / "mine"))
+    with pytest.raises(RuntimeError), default_data_home(tmp_path / "zoo"):
+        raise RuntimeError("a build that fails")
+    assert os.environ[DATA_HOME_ENV] == str(tmp_path / "mine")  # restored after an error too

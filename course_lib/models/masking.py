@@ -13,7 +13,9 @@ bilinearly to the image. The model is trained once on the objective of
 ``quick``'s encoder is the kit's ``SmallResNet`` (``models/fusion.py``): its stages
 give maps at 1/2, 1/4, 1/8 and 1/16 of the input (``FeaturePyramid``). The paper's
 is torchvision's ImageNet ResNet-50, five maps down to 1/32 (``ResNetPyramid``,
-its weights from ``places365.load_imagenet_resnet50``).
+its weights from ``places365.load_imagenet_resnet50``). ``TimmPyramid`` reads the
+ImageNet EfficientNet-Lite0 the kit ships (``scenes_masking_efficientnet``), the
+other candidate for quick that ``benchmarks/masking_encoder.py`` measures.
 
 ``MaskedBlackBox`` pairs a masking model with the classifier it explains, which
 is what the zoo trains and stores (recipes at the end of this file).
