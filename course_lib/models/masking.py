@@ -28,18 +28,38 @@ from torch.nn import functional as F
 from torchvision.models.resnet import Bottleneck
 
 
-class FeaturePyramid(nn.Module):
-    """The stage outputs of a frozen ``SmallResNet``: pixels in [0, 1] -> [1/2, 1/4, 1/8, 1/16] maps, finest first."""
+class FrozenPyramid(nn.Module):
+    """What every encoder below shares: a frozen network ``net``, in eval mode from construction on.
 
-    def __init__(self, net: nn.Module):
+    ``imagenet``: the network was trained on ImageNet-normalised images, and
+    ``normalise(x)`` turns pixels in [0, 1] into them (buffers ``mean``, ``std``).
+    Subclasses set ``channels`` (the maps' widths, finest first) and ``forward``.
+    """
+
+    def __init__(self, net: nn.Module, imagenet: bool = False):
         super().__init__()
         self.net = net.requires_grad_(False).eval()  # frozen from the start, not from the first train()
-        self.channels = [block.conv2.out_channels for block in net.blocks]
+        if imagenet:
+            from .places365 import IMAGENET_MEAN, IMAGENET_STD
 
-    def train(self, mode: bool = True) -> "FeaturePyramid":
+            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True) -> "FrozenPyramid":
         super().train(mode)
         self.net.eval()  # frozen: batch-norm statistics included
         return self
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class FeaturePyramid(FrozenPyramid):
+    """The stage outputs of a frozen ``SmallResNet``: pixels in [0, 1] -> [1/2, 1/4, 1/8, 1/16] maps, finest first."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__(net)
+        self.channels = [block.conv2.out_channels for block in net.blocks]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h, maps = self.net.stem((x - 0.5) / 0.25), []
@@ -49,7 +69,7 @@ class FeaturePyramid(nn.Module):
         return maps
 
 
-class ResNetPyramid(nn.Module):
+class ResNetPyramid(FrozenPyramid):
     """The stages of a frozen torchvision ResNet (the paper's ResNet-50): pixels in [0, 1] -> five maps, finest first.
 
     The stem's output (1/2 of the input), then ``layer1`` to ``layer4`` (1/4,
@@ -57,23 +77,13 @@ class ResNetPyramid(nn.Module):
     """
 
     def __init__(self, net: nn.Module):
-        from .places365 import IMAGENET_MEAN, IMAGENET_STD
-
-        super().__init__()
-        self.net = net.requires_grad_(False).eval()  # frozen from the start, not from the first train()
+        super().__init__(net, imagenet=True)
         self.channels = [net.conv1.out_channels] + [_out(layer) for layer in (net.layer1, net.layer2, net.layer3,
                                                                                net.layer4)]
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-
-    def train(self, mode: bool = True) -> "ResNetPyramid":
-        super().train(mode)
-        self.net.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         net = self.net
-        h = net.relu(net.bn1(net.conv1((x - self.mean) / self.std)))
+        h = net.relu(net.bn1(net.conv1(self.normalise(x))))
         maps = [h]
         h = net.maxpool(h)
         for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
@@ -82,7 +92,7 @@ class ResNetPyramid(nn.Module):
         return maps
 
 
-class TimmPyramid(nn.Module):
+class TimmPyramid(FrozenPyramid):
     """The stages of a frozen timm network (the ImageNet EfficientNet-Lite0): pixels in [0, 1] -> maps, finest first.
 
     One map per entry of timm's ``feature_info`` (EfficientNet-Lite0: the outputs
@@ -94,10 +104,8 @@ class TimmPyramid(nn.Module):
     """
 
     def __init__(self, net: nn.Module, size: int | None = None):
-        from .places365 import IMAGENET_MEAN, IMAGENET_STD
-
-        super().__init__()
-        self.net, self.size = net.requires_grad_(False).eval(), size  # frozen from the start
+        super().__init__(net, imagenet=True)
+        self.size = size
         info = net.feature_info
         if [entry["reduction"] for entry in info][:3] != [2, 4, 8] or any(
                 not entry["module"].startswith("blocks.") for entry in info):
@@ -105,18 +113,11 @@ class TimmPyramid(nn.Module):
                              f"feature_info is {info}")
         self.taps = [int(entry["module"].split(".")[1]) for entry in info]  # "blocks.4" -> 4
         self.channels = [entry["num_chs"] for entry in info]
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-
-    def train(self, mode: bool = True) -> "TimmPyramid":
-        super().train(mode)
-        self.net.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if self.size is not None and x.shape[-2:] != (self.size, self.size):
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        h, maps = self.net.bn1(self.net.conv_stem((x - self.mean) / self.std)), []
+        h, maps = self.net.bn1(self.net.conv_stem(self.normalise(x))), []
         for i, block in enumerate(self.net.blocks[: self.taps[-1] + 1]):
             h = block(h)
             if i in self.taps:
